@@ -1,0 +1,1 @@
+"""Ariel ML Data Challenge 2021: exoplanet transmission spectra from light curves."""

@@ -1,0 +1,1 @@
+"""Pieces every pipeline shares: atomic I/O, shards, seeding, config, training."""

@@ -1,0 +1,37 @@
+"""``hpcml config ...``: check a configuration without running anything."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import yaml
+
+from hpcml.core import config
+
+
+def add_settings_args(parser: argparse.ArgumentParser) -> None:
+    """The two ways a step gets its settings: a config file, or what Snakemake passes."""
+    parser.add_argument("--config", metavar="FILE", help="workflow config file (YAML), validated with defaults")
+    parser.add_argument("--settings", metavar="JSON", help="the pipeline's config section as JSON (used by the workflow)")
+    parser.add_argument("--seed", type=int, help="global seed (with --settings; a config file has its own)")
+
+
+def settings_and_seed(args: argparse.Namespace, section: str) -> tuple[dict, int]:
+    settings = config.section_from_args(args.config, args.settings, section)
+    if args.settings:
+        seed = args.seed if args.seed is not None else config.validate({})["seed"]
+    else:
+        seed = config.load(args.config)["seed"]
+    return settings, seed
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("config", help="validate a config file and print it with defaults filled in")
+    parser.add_argument("file", nargs="?", default="config/config.yaml", help="config file (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    parser.set_defaults(func=_show)
+
+
+def _show(args: argparse.Namespace) -> None:
+    resolved = config.load(args.file)
+    print(json.dumps(resolved, indent=2) if args.json else yaml.safe_dump(resolved, sort_keys=False))

@@ -1,0 +1,1 @@
+"""Mock strong lenses: singular isothermal ellipsoid plus external shear."""

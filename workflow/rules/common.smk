@@ -1,0 +1,46 @@
+# Shared by every pipeline: validated config, folders, how rules call the hpcml CLI.
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from hpcml.core import config as hpcml_config
+from hpcml.core.shards import plan_shards, shard_name
+
+try:
+    _validated = hpcml_config.validate(config)
+except hpcml_config.ConfigError as error:
+    raise WorkflowError(f"{error}\nSee config/schema.yaml or the README's config reference.")
+config.clear()
+config.update(_validated)
+
+# Rules call `hpcml`; make sure the one next to this Python is found first.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+RESULTS = config["results"]
+LOGS = config["logs"]
+ENV = "../../envs/hpcml.yaml"
+
+
+
+wildcard_constraints:
+    shard=r"shard_\d{5}",
+
+
+def settings(section):
+    """A pipeline's config section, quoted for the shell: a change reruns its rules."""
+    return shlex.quote(json.dumps(config[section], sort_keys=True))
+
+
+def shard_index(wildcards):
+    return int(wildcards.shard.split("_")[1])
+
+
+TARGETS = []
+
+
+def all_targets():
+    return TARGETS
