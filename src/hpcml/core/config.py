@@ -19,6 +19,9 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
 
 
+_SECRET_WORDS = ("key", "token", "password", "secret")
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
@@ -61,7 +64,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        return f"  - {key}: unknown key(s) {unknown}; allowed keys: {allowed}"
+        text = f"  - {key}: unknown key(s) {unknown}; allowed keys: {allowed}"
+        if any(word in name.lower() for name in unknown for word in _SECRET_WORDS):
+            text += "\n      credentials never go in config files: set WANDB_API_KEY or use ~/.netrc"
+        return text
     allowed = _allowed(sub)
     text = f"  - {key}: {error.message}"
     if allowed:

@@ -1,0 +1,24 @@
+"""Shared fixtures: the repository root and a validated default configuration."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hpcml.core import config
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return config.validate({})
+
+
+@pytest.fixture
+def lens_settings(default_config) -> dict:
+    settings = default_config["lensing"]
+    settings["render"].update(size=16, supersample=1)
+    return settings

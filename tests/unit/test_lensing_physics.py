@@ -1,0 +1,165 @@
+"""SIE + shear physics against lenstronomy (an independent implementation) and analytic cases."""
+from __future__ import annotations
+
+import astropy.constants as const
+import astropy.units as u
+import numpy as np
+import pytest
+from lenstronomy.LensModel.lens_model import LensModel
+from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
+from lenstronomy.Util import param_util
+
+from hpcml.lensing import conventions
+from hpcml.lensing.cosmology import DistanceTable, build_cosmology, delay_days_per_arcsec2
+from hpcml.lensing.model import LensParams, deflection, magnification, potential, ray_shoot
+from hpcml.lensing.priors import sample_lenses
+from hpcml.lensing.simulate import FAMILIES
+from hpcml.lensing.solver import find_images
+
+N_LENSES = 500
+# lenstronomy's analytical solver drops the faint inner image that an SIE forms very
+# close to its singular centre (r < 0.05", |mu| < 0.03: its 1e-8 residual cut fails
+# there). Image counts are compared above this magnification; below it the test still
+# checks that every image we report solves lenstronomy's lens equation.
+MU_LIMIT = 0.05
+
+
+def family_params(draws: dict, family: str) -> LensParams:
+    n = len(draws["q"])
+    q = np.ones(n) if family == "shear" else draws["q"]
+    g1, g2 = (np.zeros(n), np.zeros(n)) if family == "ellipticity" else (draws["gamma1"], draws["gamma2"])
+    return LensParams(draws["theta_e"], q, draws["phi"], g1, g2)
+
+
+def lenstronomy_kwargs(p: LensParams, i: int) -> list[dict]:
+    e1, e2 = param_util.phi_q2_ellipticity(p.phi[i], p.q[i])
+    return [
+        {"theta_E": p.theta_e[i], "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
+        {"gamma1": p.gamma1[i], "gamma2": p.gamma2[i], "ra_0": 0.0, "dec_0": 0.0},
+    ]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_images_match_lenstronomy(family, default_config):
+    draws = sample_lenses(7, np.arange(N_LENSES), default_config["lensing"]["priors"])
+    p = family_params(draws, family)
+    bx, by = ray_shoot(draws["image_x"], draws["image_y"], p)
+    ours = find_images(bx, by, p)
+    model = LensModel(["SIE", "SHEAR"])
+    solver = LensEquationSolver(model)
+
+    same_count = 0
+    for i in range(N_LENSES):
+        kw = lenstronomy_kwargs(p, i)
+        x, y = solver.image_position_from_source(bx[i], by[i], kw, solver="analytical")
+        mine = ours.lens == i
+        ox, oy = ours.x[mine], ours.y[mine]
+        # Every image we report solves the lens equation in lenstronomy's model too.
+        sx, sy = model.ray_shooting(ox, oy, kw)
+        assert np.all(np.hypot(sx - bx[i], sy - by[i]) < 1e-6)
+        mu_all = magnification(ox, oy, p.take(np.full(len(ox), i)))
+        if not len(x):
+            same_count += np.sum(np.abs(mu_all) >= MU_LIMIT) == 0
+            continue
+        # lenstronomy's images are always among ours, at the same positions
+        dist = np.hypot(x[:, None] - ox[None, :], y[:, None] - oy[None, :])
+        match = dist.argmin(axis=1)
+        assert dist.min(axis=1).max() < 1e-6, (i, x, y, ox, oy)
+        mu_ref = model.magnification(x, y, kw)
+        mu = mu_all[match]
+        same_count += np.sum(np.abs(mu_all) >= MU_LIMIT) == np.sum(np.abs(mu_ref) >= MU_LIMIT)
+        # lenstronomy's SIE Hessian carries ~1e-6 absolute error (ours matches finite
+        # differences, see below), which dominates |mu| near critical curves: there,
+        # det A = 1/mu is compared; everywhere else mu itself, to 1e-4.
+        close = np.isclose(mu, mu_ref, rtol=1e-4, atol=0) | np.isclose(1 / mu, 1 / mu_ref, rtol=0, atol=1e-5)
+        assert close.all(), (i, mu, mu_ref)
+        away = np.abs(mu_ref) < 20
+        assert np.allclose(mu[away], mu_ref[away], rtol=1e-4, atol=0)
+    assert same_count / N_LENSES >= 0.995, f"{family}: image counts agree in {same_count}/{N_LENSES}"
+    # the image drawn from the prior (and mapped back to the source) is always found
+    drawn = np.hypot(ours.x - draws["image_x"][ours.lens], ours.y - draws["image_y"][ours.lens]) < 1e-8
+    assert np.array_equal(np.unique(ours.lens[drawn]), np.arange(N_LENSES))
+
+
+def test_deflection_and_potential_match_lenstronomy(default_config):
+    draws = sample_lenses(3, np.arange(50), default_config["lensing"]["priors"])
+    p = family_params(draws, "both")
+    model = LensModel(["SIE", "SHEAR"])
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        x, y = rng.uniform(-3, 3, 20), rng.uniform(-3, 3, 20)
+        kw = lenstronomy_kwargs(p, i)
+        pi = p.take(np.full(20, i))
+        ax_ref, ay_ref = model.alpha(x, y, kw)
+        ax, ay = deflection(x, y, pi)
+        assert np.allclose(ax, ax_ref, atol=1e-9) and np.allclose(ay, ay_ref, atol=1e-9)
+        assert np.allclose(potential(x, y, pi), model.potential(x, y, kw), atol=1e-9)
+
+
+def test_magnification_matches_finite_differences(default_config):
+    draws = sample_lenses(11, np.arange(200), default_config["lensing"]["priors"])
+    p = family_params(draws, "both")
+    x, y = draws["image_x"], draws["image_y"]
+    h = 1e-5
+    axp, ayp = deflection(x + h, y, p)
+    axm, aym = deflection(x - h, y, p)
+    bxp, byp = deflection(x, y + h, p)
+    bxm, bym = deflection(x, y - h, p)
+    det = (1 - (axp - axm) / (2 * h)) * (1 - (byp - bym) / (2 * h)) - ((ayp - aym) / (2 * h)) * ((bxp - bxm) / (2 * h))
+    assert np.allclose(1 / magnification(x, y, p), det, atol=1e-8)
+
+
+def test_sis_images_and_delays():
+    theta_e, beta = 1.2, np.array([0.1, 0.3, 0.7])
+    n = len(beta)
+    p = LensParams(np.full(n, theta_e), np.ones(n), np.zeros(n), np.zeros(n), np.zeros(n))
+    angle = np.array([0.3, 2.0, -1.0])
+    bx, by = beta * np.cos(angle), beta * np.sin(angle)
+    found = find_images(bx, by, p)
+    assert np.array_equal(found.counts(n), [2, 2, 2])
+    r = np.hypot(found.x, found.y)
+    expected = np.sort(np.stack([theta_e + beta, theta_e - beta], axis=1), axis=1).ravel()
+    assert np.allclose(np.sort(r.reshape(n, 2), axis=1).ravel(), expected, atol=1e-10)
+    mu = magnification(found.x, found.y, p.take(found.lens))
+    assert np.allclose(np.sort(np.abs(mu).reshape(n, 2), axis=1), np.sort(np.stack([theta_e / beta + 1, theta_e / beta - 1], 1), 1))
+    # SIS delay between the two images: D_dt/c * 2 theta_E beta.
+    fermat = 0.5 * ((found.x - bx[found.lens]) ** 2 + (found.y - by[found.lens]) ** 2) - potential(found.x, found.y, p.take(found.lens))
+    dt = np.abs(np.diff(fermat.reshape(n, 2), axis=1)).ravel()
+    assert np.allclose(dt, 2 * theta_e * beta, rtol=1e-10)
+
+
+def test_conventions_roundtrip_and_match_lenstronomy():
+    rng = np.random.default_rng(5)
+    b, e = rng.uniform(1, 1.5, 100), rng.uniform(0, 0.9, 100)
+    angle = rng.uniform(0, 2 * np.pi, 100)
+    e_c, e_s = e * np.cos(2 * angle), e * np.sin(2 * angle)
+    theta_e, q, phi = conventions.keeton_to_lenstronomy(b, e_c, e_s)
+    assert np.allclose(q, 1 - e) and np.allclose(theta_e * np.sqrt(q), b)
+    back = conventions.lenstronomy_to_keeton(theta_e, q, phi)
+    assert np.allclose(np.stack(back), np.stack([b, e_c, e_s]))
+    e1, e2 = conventions.q_phi_to_e1e2(q, phi)
+    ref = np.array([param_util.phi_q2_ellipticity(ph, qq) for ph, qq in zip(phi, q)])
+    assert np.allclose(np.stack([e1, e2], 1), ref)
+    q2, phi2 = conventions.e1e2_to_q_phi(e1, e2)
+    assert np.allclose(q2, q) and np.allclose(np.cos(2 * phi2), np.cos(2 * phi))
+    g, pg = conventions.shear_cartesian_to_polar(*conventions.shear_polar_to_cartesian(np.full(3, 0.05), np.array([0.1, 1.0, 3.0])))
+    assert np.allclose(g, 0.05) and np.allclose(pg, np.mod([0.1, 1.0, 3.0], np.pi))
+
+
+def test_time_delay_distance_matches_astropy():
+    cosmo = build_cosmology({"name": "Planck18", "H0": None, "Om0": None})
+    table = DistanceTable(cosmo, 3.0)
+    zl, zs = np.array([0.2, 0.35, 0.5]), np.array([1.0, 2.2, 3.0])
+    dl = cosmo.angular_diameter_distance(zl).to_value(u.Mpc)
+    ds = cosmo.angular_diameter_distance(zs).to_value(u.Mpc)
+    dls = cosmo.angular_diameter_distance_z1z2(zl, zs).to_value(u.Mpc)
+    assert np.allclose(table.time_delay_distance(zl, zs), (1 + zl) * dl * ds / dls, rtol=1e-8)
+    expected = (3000 * u.Mpc / const.c * (1 * u.arcsec) ** 2).to_value(u.day, equivalencies=u.dimensionless_angles())
+    assert delay_days_per_arcsec2(np.array([3000.0]))[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_h0_override_scales_delays():
+    fast = DistanceTable(build_cosmology({"name": "Planck18", "H0": 2 * 67.66, "Om0": None}), 3.0)
+    slow = DistanceTable(build_cosmology({"name": "Planck18", "H0": 67.66, "Om0": None}), 3.0)
+    ratio = fast.time_delay_distance(np.array([0.3]), np.array([2.0])) / slow.time_delay_distance(np.array([0.3]), np.array([2.0]))
+    assert ratio[0] == pytest.approx(0.5, rel=1e-3)

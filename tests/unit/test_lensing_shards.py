@@ -1,0 +1,141 @@
+"""Shards: results independent of shard count; a killed shard resumes; combine checks ids."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from hpcml.core.shards import plan_shards
+from hpcml.lensing.combine import CombineError, combine_family
+from hpcml.lensing.simulate import run_shard
+from hpcml.lensing.table import LensTableError, read_lens_table
+
+
+def simulate_all(settings: dict, root: Path, shard_size: int) -> Path:
+    settings = {**settings, "shard_size": shard_size}
+    shards = plan_shards(settings["n_lenses"], shard_size)
+    for shard in shards:
+        run_shard(settings, 5, shard.index, root / shard.name, root / f"{shard.name}.work")
+    for family in settings["families"]:
+        combine_family(settings, 5, family, [root / s.name for s in shards], root / "catalog" / family)
+    return root / "catalog"
+
+
+def assert_catalogs_equal(a: Path, b: Path, families) -> None:
+    for family in families:
+        for name in ("lenses.parquet", "images.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(a / family / name), pd.read_parquet(b / family / name), check_exact=True)
+        assert np.array_equal(np.load(a / family / "render.npy"), np.load(b / family / "render.npy"))
+
+
+def test_one_shard_equals_seven(tmp_path, lens_settings):
+    lens_settings.update(n_lenses=350, chunk_size=40)
+    one = simulate_all(lens_settings, tmp_path / "one", 350)
+    seven = simulate_all(lens_settings, tmp_path / "seven", 50)
+    assert_catalogs_equal(one, seven, lens_settings["families"])
+    lenses = pd.read_parquet(one / "both" / "lenses.parquet")
+    images = pd.read_parquet(one / "both" / "images.parquet")
+    assert lenses.lens_id.tolist() == list(range(350))
+    assert np.array_equal(images.groupby("lens_id").size().reindex(range(350), fill_value=0).to_numpy(), lenses.n_images.to_numpy())
+    assert np.load(one / "both" / "render.npy").shape == (350, 16, 16)
+
+
+def test_killed_shard_resumes_identically(tmp_path, lens_settings):
+    lens_settings.update(n_lenses=3000, shard_size=3000, chunk_size=100)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"seed": 5, "lensing": lens_settings}))
+    out, work = tmp_path / "killed" / "shard_00000", tmp_path / "killed" / "shard_00000.work"
+    command = [sys.executable, "-m", "hpcml.cli", "lensing", "simulate", "--config", str(config), "--shard", "0", "--out", str(out), "--work", str(work)]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 120
+    while len(list(work.glob("chunk_*"))) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = sorted(work.glob("chunk_*"))
+    assert 3 <= len(finished) < 30, "the kill should land mid-way"
+    assert not (out / "both" / "lenses.parquet").exists()
+
+    subprocess.run(command, check=True)
+    assert not work.exists()
+    clean = tmp_path / "clean" / "shard_00000"
+    run_shard(lens_settings, 5, 0, clean, tmp_path / "clean" / "work")
+    for family in lens_settings["families"]:
+        for name in ("lenses.parquet", "images.parquet"):
+            resumed = pd.read_parquet(out / family / name)
+            pd.testing.assert_frame_equal(resumed, pd.read_parquet(clean / family / name), check_exact=True)
+        assert pd.read_parquet(out / family / "lenses.parquet").lens_id.tolist() == list(range(3000))
+
+
+def test_combine_refuses_missing_or_repeated_lenses(tmp_path, lens_settings):
+    lens_settings.update(n_lenses=60, shard_size=20, chunk_size=20)
+    shards = plan_shards(60, 20)
+    for shard in shards:
+        run_shard(lens_settings, 1, shard.index, tmp_path / shard.name, tmp_path / f"{shard.name}.work")
+    dirs = [tmp_path / s.name for s in shards]
+    with pytest.raises(CombineError, match="20 lens ids missing"):
+        combine_family(lens_settings, 1, "both", dirs[:2], tmp_path / "out")
+    with pytest.raises(CombineError, match="repeated"):
+        combine_family(lens_settings, 1, "both", dirs + dirs[:1], tmp_path / "out")
+    assert not (tmp_path / "out" / "lenses.parquet").exists()
+
+
+def test_user_table_drives_the_simulation(tmp_path, lens_settings):
+    table = pd.DataFrame({
+        "lens_id": [101, 102, 103], "theta_e": [1.2, 1.0, 1.4], "q": [0.8, 1.0, 0.6], "phi": [0.3, 0.0, 1.0],
+        "gamma": [0.05, 0.0, 0.1], "phi_gamma": [0.2, 0.0, 2.0], "z_lens": [0.3, 0.4, 0.5], "z_src": [1.5, 2.0, 2.5],
+        "source_x": [0.01, 0.3, -0.1], "source_y": [0.005, -0.1, 0.05],
+    })
+    path = tmp_path / "lenses.csv"
+    table.to_csv(path, index=False)
+    lens_settings.update(source="table", table=str(path), families=["both"], shard_size=2)
+    run_shard(lens_settings, 0, 0, tmp_path / "s0", tmp_path / "w0")
+    run_shard(lens_settings, 0, 1, tmp_path / "s1", tmp_path / "w1")
+    combine_family(lens_settings, 0, "both", [tmp_path / "s0", tmp_path / "s1"], tmp_path / "cat")
+    lenses = pd.read_parquet(tmp_path / "cat" / "lenses.parquet")
+    assert lenses.lens_id.tolist() == [101, 102, 103]
+    assert np.allclose(lenses.source_x, table.source_x) and np.allclose(lenses.gamma, table.gamma)
+    assert lenses.n_images.tolist()[0] == 4  # inside the caustic (lenstronomy also finds 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": "z_src"}, "missing column"),
+        ({"q": (1, 1.3)}, "line 3: column q = 1.3 must be in"),
+        ({"z_src": (0, 0.1)}, "line 2: column z_src = 0.1 must be greater than z_lens"),
+        ({"theta_e": (2, "abc")}, "line 4: column theta_e is not a finite number"),
+    ],
+)
+def test_bad_table_names_line_and_column(tmp_path, change, message):
+    table = pd.DataFrame({
+        "theta_e": [1.2, 1.0, 1.1], "q": [0.8, 0.9, 0.7], "phi": [0.1, 0.2, 0.3], "gamma": [0.05, 0.02, 0.0],
+        "phi_gamma": [0.0, 0.1, 0.2], "z_lens": [0.3, 0.4, 0.5], "z_src": [1.5, 2.0, 2.5],
+        "image_x": [1.0, 1.1, -1.0], "image_y": [0.3, 0.0, 0.5],
+    }).astype(object)
+    for column, value in change.items():
+        if column == "drop":
+            table = table.drop(columns=value)
+        else:
+            table.loc[value[0], column] = value[1]
+    path = tmp_path / "t.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(LensTableError, match=message):
+        read_lens_table(path)
+
+
+def test_cli_count_and_help(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"lensing": {"n_lenses": 1001, "shard_size": 100}}))
+    out = subprocess.run([sys.executable, "-m", "hpcml.cli", "lensing", "count", "--config", str(config)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "11"
+    helptext = subprocess.run([sys.executable, "-m", "hpcml.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "lensing" in helptext and "ariel" in helptext
