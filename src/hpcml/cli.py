@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from hpcml import __version__
 from hpcml.ariel import cli as ariel_cli
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Lightning's internal deprecation chatter says nothing actionable to a user.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

@@ -1,0 +1,121 @@
+"""One Lightning trainer factory for every training rule.
+
+What it guarantees, whatever the model: a CSV log always; a W&B run (offline unless
+configured) in the run's own directory, so parallel sweep trials never share or
+delete each other's files; ``last.ckpt`` written every epoch and resumed from
+automatically when a job is re-run after hitting its wall-time limit; seeding; DDP
+when more than one device; Snakemake, not Lightning, owns SLURM requeueing.
+Credentials are never read here: W&B finds WANDB_API_KEY or ~/.netrc itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+from hpcml import __version__
+
+log = logging.getLogger(__name__)
+
+
+def build_trainer(
+    run_dir: str | Path,
+    training: dict[str, Any],
+    wandb: dict[str, Any],
+    max_epochs: int,
+    seed: int,
+    run_name: str,
+    monitor: str = "val_loss",
+    hyperparameters: dict[str, Any] | None = None,
+) -> tuple[pl.Trainer, str | None]:
+    """A configured trainer and the checkpoint to resume from (None for a fresh run)."""
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    _forget_other_runs(run_dir, {"hyperparameters": hyperparameters or {}, "training": training, "seed": seed, "max_epochs": max_epochs, "hpcml": __version__})
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="csv", version="")]
+    if wandb["mode"] != "disabled":
+        os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(
+            WandbLogger(
+                project=wandb["project"],
+                entity=wandb.get("entity"),
+                name=run_name,
+                save_dir=str(run_dir),
+                offline=wandb["mode"] == "offline",
+                id=_wandb_run_id(run_dir),
+                resume="allow",
+            )
+        )
+    if hyperparameters:
+        for logger in loggers:
+            logger.log_hyperparams(hyperparameters)
+
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    devices = training["devices"]
+    trainer = pl.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=max_epochs,
+        accelerator=training["accelerator"],
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        precision=training["precision"],
+        deterministic=training["deterministic"],
+        logger=loggers,
+        callbacks=[
+            ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode="min", save_top_k=1, enable_version_counter=False),
+            # Lightning's save_last copies only when the best improves; resuming needs every epoch.
+            ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False),
+        ],
+        plugins=plugins,
+        enable_progress_bar=sys.stderr.isatty(),
+        log_every_n_steps=10,
+        enable_model_summary=False,
+    )
+    last = checkpoints / "last.ckpt"
+    resume = str(last) if last.exists() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    return trainer, resume
+
+
+def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Resume only the same run: checkpoints of different settings are moved aside."""
+    record = run_dir / "run_settings.json"
+    current = json.dumps(fingerprint, sort_keys=True, default=str)
+    if record.exists() and record.read_text() != current:
+        stale = run_dir / f"stale-{int(time.time())}"
+        stale.mkdir(parents=True)
+        for name in ("checkpoints", "wandb_run_id", "csv"):
+            if (run_dir / name).exists():
+                shutil.move(str(run_dir / name), stale / name)
+        log.warning("settings changed since the last run in %s: starting fresh (old checkpoints in %s)", run_dir, stale)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(current)
+
+
+def _wandb_run_id(run_dir: Path) -> str:
+    """A stable id per run directory, so a resumed job continues the same W&B run."""
+    id_file = run_dir / "wandb_run_id"
+    if not id_file.exists():
+        import uuid
+
+        id_file.write_text(uuid.uuid4().hex[:12])
+    return id_file.read_text().strip()
+
+
+def best_checkpoint(run_dir: str | Path) -> Path:
+    path = Path(run_dir) / "checkpoints" / "best.ckpt"
+    return path if path.exists() else Path(run_dir) / "checkpoints" / "last.ckpt"
