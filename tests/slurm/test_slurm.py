@@ -1,0 +1,83 @@
+"""The tiny workflow on a real SLURM with the shipped profile (site values adapted to this node).
+
+Asserts from the scheduler itself that the shard rules went out as single array jobs
+and that the neural training rule was scheduled with a GPU on the GPU partition.
+With CI=true the test must run: a SLURM that cannot start fails it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+import cluster
+from helpers import ROOT, snakemake
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = cluster.missing_requirements()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the SLURM test: {reason}")
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm-state")
+    try:
+        cluster.start(state)
+    except cluster.ClusterUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    yield state
+    cluster.stop()
+
+
+def site_profile(directory: Path) -> Path:
+    """profiles/slurm as a site would adapt it: this node has 2 cores and no accounting."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["slurm-no-account"] = True
+    profile["slurm-init-seconds-before-status-checks"] = 2
+    profile["seconds-between-status-checks"] = 3
+    profile["latency-wait"] = 5
+    resources = profile["set-resources"]
+    resources["ariel_train_neural"]["cpus_per_gpu"] = 1
+    resources["ariel_train_gbt"]["cpus_per_task"] = 1
+    for rule in resources.values():
+        for key in ("mem_mb",):
+            if key in rule:
+                rule[key] = 1500
+    profile["default-resources"]["mem_mb"] = 1500
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile))
+    return directory
+
+
+def test_tiny_workflow_on_slurm(slurm, tmp_path):
+    profile = site_profile(tmp_path / "profile")
+    run = snakemake(tmp_path, "--profile", str(profile))
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert json.loads((tmp_path / "results" / "ariel" / "eval" / "metrics.json").read_text())["ensemble"]["ariel_score"]
+
+    by_rule = defaultdict(list)
+    for job in cluster.jobs():
+        comment = job.get("Comment") or ""
+        if comment.startswith("rule_"):
+            by_rule[comment.split("_wildcards")[0].removeprefix("rule_")].append(job)
+
+    shards = by_rule["lensing_simulate"]
+    assert len(shards) == 4, f"expected 4 shard tasks, scheduler has {len(shards)}"
+    assert len({j["ArrayJobId"] for j in shards}) == 1 and all(j.get("ArrayTaskId") for j in shards), "shards were not one array job"
+    assert len({j["ArrayJobId"] for j in by_rule["ariel_ingest"] if j.get("ArrayJobId")}) >= 1
+
+    training = by_rule["ariel_train_neural"]
+    assert len(training) == 2
+    for job in training:
+        assert job["Partition"] == "gpu"
+        assert "gpu:1" in (job.get("TresPerJob") or "") + (job.get("TresPerNode") or ""), job
+    assert all(j["JobState"] == "COMPLETED" for jobs in by_rule.values() for j in jobs)
