@@ -121,3 +121,22 @@ def section_from_args(config_path: str | None, settings_json: str | None, sectio
     else:
         raise ConfigError("give --config FILE (or --settings JSON, as the workflow does)")
     return full[section]
+
+
+def reference_table(schema: dict[str, Any] | None = None) -> str:
+    """Every key of the schema with its type, default and description, as Markdown."""
+    rows = ["| key | type / allowed | default | meaning |", "|---|---|---|---|"]
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            key = f"{prefix}{name}"
+            if sub.get("type") == "object" and "properties" in sub:
+                rows.append(f"| **{key}** | section | | {sub.get('description', '')} |")
+                walk(sub, key + ".")
+                continue
+            allowed = _allowed(sub) or ("list of " + str(sub["items"].get("enum")) if "items" in sub else "")
+            default = json.dumps(sub.get("default"))
+            rows.append(f"| `{key}` | {allowed} | `{default}` | {sub.get('description', '')} |")
+
+    walk(schema or load_schema(), "")
+    return "\n".join(rows)
