@@ -1,9 +1,11 @@
 """The README's config reference is generated from the schema: keep it current."""
 from __future__ import annotations
 
-from conftest import ROOT
+from pathlib import Path
 
 from hpcml.core.config import reference_table
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_config_reference_is_current():

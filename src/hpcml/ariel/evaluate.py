@@ -1,7 +1,6 @@
 """Evaluation on held-out planets, the validation-weighted ensemble, and the submission file."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -94,10 +93,7 @@ def _plots(preds: dict[str, dict[str, np.ndarray]], truth: np.ndarray, planets: 
     ax.set_ylim(low - 100, 10000)
     ax.set_xticks(positions, names)
     ax.set_ylabel("challenge score (held-out planets)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "scores.png", dpi=120)
-    plt.close(fig)
+    _save(fig, ax, out_dir / "scores.png", legend="lower right")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m in names:
@@ -105,10 +101,7 @@ def _plots(preds: dict[str, dict[str, np.ndarray]], truth: np.ndarray, planets: 
         ax.plot(np.arange(N_WAVELENGTHS), 1e6 * error.mean(0), label=m)
     ax.set_xlabel("wavelength channel")
     ax.set_ylabel("mean |error| in Rp/Rs [ppm]")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "error_per_wavelength.png", dpi=120)
-    plt.close(fig)
+    _save(fig, ax, out_dir / "error_per_wavelength.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m in names:
@@ -118,11 +111,11 @@ def _plots(preds: dict[str, dict[str, np.ndarray]], truth: np.ndarray, planets: 
     ax.set_yscale("log")
     ax.set_xlabel("noise level per time step [ppm]")
     ax.set_ylabel("mean |error| per instance [ppm]")
-    ax.legend(fontsize=8)
+    _save(fig, ax, out_dir / "error_vs_noise.png")
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, path: Path, legend: str = "best") -> None:
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "error_vs_noise.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
@@ -78,6 +78,7 @@ def build_trainer(
             ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode="min", save_top_k=1, enable_version_counter=False),
             # Lightning's save_last copies only when the best improves; resuming needs every epoch.
             ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False),
+            EpochLog(),
         ],
         plugins=plugins,
         enable_progress_bar=sys.stderr.isatty(),
@@ -89,6 +90,15 @@ def build_trainer(
     if resume:
         log.info("resuming from %s", resume)
     return trainer, resume
+
+
+class EpochLog(Callback):
+    """One log line per epoch: SLURM log files have no progress bar."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss")}
+        text = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+        log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, text)
 
 
 def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:

@@ -94,8 +94,3 @@ def ray_shoot(x: np.ndarray, y: np.ndarray, p: LensParams) -> tuple[np.ndarray, 
     """Source-plane position of image-plane points (the lens equation)."""
     ax, ay = deflection(x, y, p)
     return x - ax, y - ay
-
-
-def fermat_potential(x: np.ndarray, y: np.ndarray, bx: np.ndarray, by: np.ndarray, p: LensParams) -> np.ndarray:
-    """|theta - beta|^2 / 2 - psi(theta), arcsec^2."""
-    return 0.5 * ((x - bx) ** 2 + (y - by) ** 2) - potential(x, y, p)
