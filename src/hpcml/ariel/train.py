@@ -26,7 +26,7 @@ from hpcml.ariel.splits import split_indices
 from hpcml.ariel.transforms import Transforms
 from hpcml.core.atomic import atomic_path, write_json, write_npy
 from hpcml.core.loaders import MemmapArrays, build_loader
-from hpcml.core.training import best_checkpoint, build_trainer
+from hpcml.core.training import best_checkpoint, build_trainer, epochs_run
 
 log = logging.getLogger(__name__)
 _PREDICT_BATCH = 512
@@ -93,13 +93,12 @@ def train_neural(name: str, train: ArielData, test: ArielData | None, splits: di
     tic = time.perf_counter()
     trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=resume)
     seconds = time.perf_counter() - tic
-    epochs_run = trainer.current_epoch - (torch.load(resume, map_location="cpu", weights_only=False)["epoch"] + 1 if resume else 0)
     if not trainer.is_global_zero:
         return {}
     module = ArielRegressor.load_from_checkpoint(best_checkpoint(out_dir), map_location="cpu")
     predictions = {split: _predict_neural(module, train, splits[split], transforms) for split in ("val", "holdout")}
     predictions["test"] = _predict_neural(module, test, np.arange(len(test)), transforms) if test is not None else np.empty((0, N_WAVELENGTHS))
-    return {"predictions": predictions, "train_seconds": seconds, "samples_per_second": max(epochs_run, 0) * len(splits["train"]) / max(seconds, 1e-9)}
+    return {"predictions": predictions, "train_seconds": seconds, "samples_per_second": epochs_run(trainer) * len(splits["train"]) / max(seconds, 1e-9)}
 
 
 def train_gbt(train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -17,12 +17,15 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_and_seed(args: argparse.Namespace, section: str) -> tuple[dict, int]:
-    settings = config.section_from_args(args.config, args.settings, section)
+    """A step's settings: the JSON section Snakemake passes (so a change reruns exactly the
+    rules that use it), or a whole config file when run by hand."""
     if args.settings:
-        seed = args.seed if args.seed is not None else config.validate({})["seed"]
+        full = config.validate({section: json.loads(args.settings), **({"seed": args.seed} if args.seed is not None else {})})
+    elif args.config:
+        full = config.load(args.config)
     else:
-        seed = config.load(args.config)["seed"]
-    return settings, seed
+        raise config.ConfigError("give --config FILE (or --settings JSON, as the workflow does)")
+    return full[section], full["seed"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -108,21 +108,6 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def section_from_args(config_path: str | None, settings_json: str | None, section: str) -> dict[str, Any]:
-    """The settings a CLI step works from: a JSON section from Snakemake, or a config file.
-
-    Snakemake passes the (already validated) section inline so that a change to it
-    reruns exactly the rules that use it; by hand, ``--config FILE`` is simpler.
-    """
-    if settings_json:
-        full = validate({section: json.loads(settings_json)})
-    elif config_path:
-        full = load(config_path)
-    else:
-        raise ConfigError("give --config FILE (or --settings JSON, as the workflow does)")
-    return full[section]
-
-
 def reference_table(schema: dict[str, Any] | None = None) -> str:
     """Every key of the schema with its type, default and description, as Markdown."""
     rows = ["| key | type / allowed | default | meaning |", "|---|---|---|---|"]

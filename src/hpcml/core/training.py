@@ -93,12 +93,20 @@ def build_trainer(
 
 
 class EpochLog(Callback):
-    """One log line per epoch: SLURM log files have no progress bar."""
+    """One log line per epoch (SLURM log files have no progress bar); counts epochs run here."""
+
+    epochs_run = 0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epochs_run += 1
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss")}
         text = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, text)
+
+
+def epochs_run(trainer: pl.Trainer) -> int:
+    """Epochs trained by this process (a resumed run does not count the earlier ones)."""
+    return sum(c.epochs_run for c in trainer.callbacks if isinstance(c, EpochLog))
 
 
 def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcml.lensing.model import LensParams
+from hpcml.lensing.model import LensParams, sie_constants, sie_deflection_lens_frame
 
 _BISECTIONS = 48
 # Lenses scanned at once: 256 x 256 angles keep the temporaries (0.5 MB each) in cache.
@@ -27,7 +27,6 @@ _SCAN_BLOCK = 256
 # (0.025 rad coarse spacing down to 1.5e-9 rad).
 _REFINE = 16
 _LEVELS = 7
-_S_MIN = 1e-8
 
 
 @dataclass
@@ -58,9 +57,9 @@ class _LensFrame:
     def build(cls, bx: np.ndarray, by: np.ndarray, p: LensParams) -> "_LensFrame":
         c, s_ = np.cos(p.phi), np.sin(p.phi)
         c2, s2 = np.cos(2 * p.phi), np.sin(2 * p.phi)
-        s = np.maximum(np.sqrt(1.0 - p.q**2), _S_MIN)
+        q2, s, b_over_s = sie_constants(p)
         return cls(
-            q2=p.q**2, s=s, b_over_s=p.theta_e * np.sqrt(p.q) / s,
+            q2=q2, s=s, b_over_s=b_over_s,
             g1=p.gamma1 * c2 + p.gamma2 * s2, g2=-p.gamma1 * s2 + p.gamma2 * c2,
             bx=c * bx + s_ * by, by=-s_ * bx + c * by,
         )
@@ -73,10 +72,8 @@ class _LensFrame:
 def _residual(u: np.ndarray, f: _LensFrame) -> tuple[np.ndarray, np.ndarray]:
     """f and r at lens-frame angles ``u`` (broadcast against the per-lens constants)."""
     c, s = np.cos(u), np.sin(u)
-    psi = np.sqrt(f.q2 * c * c + s * s)
-    # arctan2(y, psi) == arctan(y / psi) for psi > 0, and numpy's arctan2 is ~3x faster
-    wx = f.bx + f.b_over_s * np.arctan2(f.s * c, psi)
-    wy = f.by + f.b_over_s * np.arctanh(f.s * s / psi)
+    ax, ay = sie_deflection_lens_frame(c, s, f.q2, f.s, f.b_over_s)
+    wx, wy = f.bx + ax, f.by + ay
     vx = (1.0 - f.g1) * c - f.g2 * s
     vy = (1.0 + f.g1) * s - f.g2 * c
     return vx * wy - vy * wx, (vx * wx + vy * wy) / (vx * vx + vy * vy)
