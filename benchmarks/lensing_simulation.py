@@ -17,8 +17,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from hpcml.core import config
 from hpcml.core.shards import plan_shards
 from hpcml.lensing.simulate import FAMILIES, LensInputs, run_shard, simulate_family

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hpcml.core.cli import add_settings_args, settings_and_seed
+from hpcml.core.cli import add_settings_args, full_config, settings_and_seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -110,11 +110,9 @@ def _fit_transforms(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from hpcml.ariel.train import train_model
-    from hpcml.core import config
 
-    settings, seed = settings_and_seed(args, "ariel")
-    full = config.load(args.config) if args.config else config.validate({"training": json.loads(args.training or "{}"), "wandb": json.loads(args.wandb or "{}")})
-    train_model(args.model, args.data, args.folds, args.transforms, args.out, settings, full["training"], full["wandb"], seed)
+    full = full_config(args, "ariel", training=args.training, wandb=args.wandb)
+    train_model(args.model, args.data, args.folds, args.transforms, args.out, full["ariel"], full["training"], full["wandb"], full["seed"])
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -41,6 +41,7 @@ def evaluate(model_dirs: dict[str, Path], data_dir: Path, folds_path: Path, sett
     val_scores = {m: ariel_score(truth["val"], average_by_planet(p["val"], planets["val"])) for m, p in preds.items()}
     weights = ensemble_weights(val_scores)
     preds["ensemble"] = {s: sum(weights[m] * preds[m][s] for m in model_dirs) for s in ("val", "holdout", "test")}
+    val_scores["ensemble"] = ariel_score(truth["val"], average_by_planet(preds["ensemble"]["val"], planets["val"]))
 
     metrics: dict[str, Any] = {}
     for m, p in preds.items():
@@ -50,7 +51,7 @@ def evaluate(model_dirs: dict[str, Path], data_dir: Path, folds_path: Path, sett
             "ariel_score": ariel_score(truth["holdout"], averaged),
             "ariel_score_per_instance": raw,
             "planet_averaging_gain": ariel_score(truth["holdout"], averaged) - raw,
-            "val_score": ariel_score(truth["val"], average_by_planet(p["val"], planets["val"])),
+            "val_score": val_scores[m],
         }
     metrics["ensemble"]["weights"] = weights
     best = max(model_dirs, key=lambda m: metrics[m]["ariel_score"])

@@ -16,15 +16,21 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="global seed (with --settings; a config file has its own)")
 
 
-def settings_and_seed(args: argparse.Namespace, section: str) -> tuple[dict, int]:
-    """A step's settings: the JSON section Snakemake passes (so a change reruns exactly the
-    rules that use it), or a whole config file when run by hand."""
+def full_config(args: argparse.Namespace, section: str, **other_sections: str | None) -> dict:
+    """The validated config a step works from: the JSON sections Snakemake passes (so a
+    change reruns exactly the rules that use them), or a whole config file by hand."""
     if args.settings:
-        full = config.validate({section: json.loads(args.settings), **({"seed": args.seed} if args.seed is not None else {})})
-    elif args.config:
-        full = config.load(args.config)
-    else:
-        raise config.ConfigError("give --config FILE (or --settings JSON, as the workflow does)")
+        parts = {section: json.loads(args.settings), **{k: json.loads(v) for k, v in other_sections.items() if v}}
+        if args.seed is not None:
+            parts["seed"] = args.seed
+        return config.validate(parts)
+    if args.config:
+        return config.load(args.config)
+    raise config.ConfigError("give --config FILE (or --settings JSON, as the workflow does)")
+
+
+def settings_and_seed(args: argparse.Namespace, section: str) -> tuple[dict, int]:
+    full = full_config(args, section)
     return full[section], full["seed"]
 
 
