@@ -3,10 +3,15 @@
 A job killed at the wall-time limit leaves either the complete old file, the complete
 new one, or a stray ``.tmp-*`` next to it, never a truncated result that a later rule
 would read as valid. Every writer goes through :func:`atomic_path`.
+
+Outputs get the mode a plain ``open(path, "w")`` would give (0o666 less the umask), not
+the 0600 of :func:`tempfile.mkstemp`, so results in a group's shared folder stay readable
+by the group.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -22,7 +27,10 @@ import pyarrow.parquet as pq
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The mode is set after the caller has written, in case its writer replaced the file.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=target.parent)
@@ -31,10 +39,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_current_umask())
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the kernel allows.
+
+    :func:`os.umask` can only set it; setting it for a moment would give a file that
+    another thread creates in that moment the wrong mode, so that fallback runs once.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return _umask_set_and_restored()
+
+
+@functools.cache
+def _umask_set_and_restored() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
