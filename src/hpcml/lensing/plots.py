@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from hpcml.core.figures import save_figure  # noqa: E402
 from hpcml.lensing.model import LensParams, magnification, ray_shoot  # noqa: E402
 
 
@@ -24,8 +25,7 @@ def image_counts(catalogs: dict[str, pd.DataFrame], path: Path) -> None:
     ax.set_xticks(range(6))
     ax.legend(title="family")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _params(row: pd.Series) -> LensParams:
@@ -61,8 +61,7 @@ def example_systems(lenses: pd.DataFrame, images: pd.DataFrame, n: int, path: Pa
     axes[0, 0].set_ylabel("y [arcsec]")
     fig.suptitle(f"{family}: critical curves (blue), caustics (orange; cut dashed), images (black), source (red)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def delays_and_magnifications(catalogs: dict[str, pd.DataFrame], path: Path) -> None:
@@ -78,8 +77,7 @@ def delays_and_magnifications(catalogs: dict[str, pd.DataFrame], path: Path) -> 
         ax.set_ylabel("images")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def rendered_examples(render: np.ndarray, lenses: pd.DataFrame, path: Path, n: int = 8) -> None:
@@ -90,5 +88,4 @@ def rendered_examples(render: np.ndarray, lenses: pd.DataFrame, path: Path, n: i
         ax.set_title(f"lens {lenses.lens_id.iloc[k]} ({lenses.n_images.iloc[k]})", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
