@@ -14,10 +14,12 @@ help:  ## list targets
 
 # uv installs the exact versions in requirements.lock; torch comes from PyPI (the CUDA
 # build, which also runs on CPU), not from a local CPU-only wheel (see DESIGN notes).
+# Bytecode is compiled at install: where it cannot be written later (read-only software
+# trees, PYTHONDONTWRITEBYTECODE) every import would otherwise recompile the sources.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --isolated --quiet uv==0.13.9
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock -e .
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.lock -e .
 	touch $@
 
 setup: $(STAMP)  ## create .venv and install pinned dependencies (once)
