@@ -21,11 +21,12 @@ from hpcml.ariel.ingest import ingest_all
 from hpcml.ariel.metric import ariel_score, average_by_planet
 from hpcml.ariel.models import ArielRegressor, BaselineMLP
 from hpcml.ariel.prepare import fit_transforms, write_folds
-from hpcml.ariel.splits import LeakageError, make_folds, split_indices
 from hpcml.ariel.synth import generate
-from hpcml.ariel.train import ArielData, ArielDataset, load_splits
+from hpcml.ariel.train import ARRAYS, ArielData, load_splits
 from hpcml.core import config
+from hpcml.core.batches import RowBatches, ShuffledBatches
 from hpcml.core.loaders import build_loader
+from hpcml.core.splits import LeakageError, make_folds, split_indices
 
 TINY = {"n_train_planets": 9, "n_test_planets": 2, "n_spot": 2, "n_photon": 2}
 
@@ -58,14 +59,14 @@ def test_synthetic_files_have_the_challenge_format(tiny_data):
 
 def test_folds_keep_every_planet_in_one_fold(tiny_data):
     folds = pd.read_parquet(tiny_data / "folds.parquet")
-    assert folds.planet.is_unique and sorted(folds.fold.unique()) == [0, 1, 2]
+    assert folds.group.is_unique and sorted(folds.fold.unique()) == [0, 1, 2]
     data = ArielData(tiny_data / "data" / "train")
     splits = load_splits(data, tiny_data / "folds.parquet", {"test_fold": 0, "val_fold": 1})
     planets = {k: set(data.meta.planet.to_numpy()[v]) for k, v in splits.items()}
     assert not (planets["train"] & planets["val"]) and not (planets["train"] & planets["holdout"]) and not (planets["val"] & planets["holdout"])
     assert sum(len(v) for v in splits.values()) == len(data)
     with pytest.raises(LeakageError):
-        split_indices(data.meta.planet.to_numpy(), pd.concat([folds, folds.head(1).assign(fold=2)]), {"test_fold": 0, "val_fold": 1})
+        split_indices(data.meta.planet.to_numpy(), pd.concat([folds, folds.head(1).assign(fold=2)]), 0, 1)
 
 
 def test_folds_are_reproducible_and_need_enough_planets():
@@ -150,18 +151,19 @@ def test_every_trainable_parameter_gets_a_gradient(model):
     assert not missing
 
 
-def test_loader_with_workers(tiny_data):
+def test_loader_with_workers_returns_stored_dtypes(tiny_data):
     data = ArielData(tiny_data / "data" / "train")
-    fitted = tf.Transforms.load(tiny_data / "transforms.json")
-    loader = build_loader(ArielDataset(data, np.arange(len(data)), fitted), batch_size=8, shuffle=True, num_workers=2, seed=1)
+    rows = np.arange(len(data))
+    loader = build_loader(RowBatches(data.arrays, ARRAYS, rows), ShuffledBatches(len(rows), 8, shuffle=True, seed=1), num_workers=2)
     batches = list(loader)
     assert sum(len(b[0]) for b in batches) == len(data)
     x, s, y = batches[0]
-    assert x.shape == (8, 55, 300) and s.shape == (8, 6) and y.shape == (8, 55) and x.dtype == torch.float32
+    assert x.shape == (8, 55, 300) and s.shape == (8, 6) and y.shape == (8, 55)
+    assert (x.dtype, s.dtype, y.dtype) == (torch.float32, torch.float64, torch.float32)
 
 
 def test_killed_training_resumes_from_last_checkpoint(tiny_data, tmp_path):
-    cfg = {"seed": 4, "training": {"num_workers": 0}, "wandb": {"mode": "offline"}, "ariel": {"max_epochs": 15, "batch_size": 4, "splits": {"n_folds": 3}}}
+    cfg = {"seed": 4, "training": {"num_workers": 0}, "wandb": {"mode": "offline"}, "ariel": {"cnn": {"max_epochs": 15, "batch_size": 4}, "splits": {"n_folds": 3}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
     command = [sys.executable, "-m", "hpcml.cli", "ariel", "train", "--config", str(tmp_path / "c.yaml"), "--model", "cnn",

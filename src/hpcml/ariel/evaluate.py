@@ -15,6 +15,7 @@ from hpcml.ariel.formats import N_WAVELENGTHS  # noqa: E402
 from hpcml.ariel.metric import ariel_score, average_by_planet  # noqa: E402
 from hpcml.ariel.train import ArielData, load_splits  # noqa: E402
 from hpcml.core.atomic import atomic_path, write_json  # noqa: E402
+from hpcml.core.figures import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -118,5 +119,4 @@ def _plots(preds: dict[str, dict[str, np.ndarray]], truth: np.ndarray, planets: 
 def _save(fig: plt.Figure, ax: plt.Axes, path: Path, legend: str = "best") -> None:
     ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -85,5 +85,9 @@ class ArielRegressor(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self.log("val_loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]), sync_dist=True)
 
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x, stellar = batch
+        return self(x, stellar)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)

@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 
 from hpcml.ariel import transforms
-from hpcml.ariel.splits import make_folds
 from hpcml.ariel.train import ArielData, load_splits
 from hpcml.core.atomic import write_json, write_parquet
+from hpcml.core.splits import make_folds
 
 log = logging.getLogger(__name__)
 
 
 def write_folds(data_dir: str | Path, out_path: str | Path, settings: dict[str, Any], seed: int) -> pd.DataFrame:
     train = ArielData(Path(data_dir) / "train")
-    folds = make_folds(train.meta.planet.to_numpy(), settings["splits"]["n_folds"], seed)
+    folds = make_folds(train.meta.planet.to_numpy(), settings["splits"]["n_folds"], seed, what="planet", key="ariel.splits.n_folds")
     write_parquet(out_path, folds)
     log.info("%d planets in %d folds", len(folds), settings["splits"]["n_folds"])
     return folds

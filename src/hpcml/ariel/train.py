@@ -1,7 +1,9 @@
 """Training Ariel models and writing their predictions (Rp/Rs) for every split.
 
 Each model writes ``pred_val.npy``, ``pred_holdout.npy`` and ``pred_test.npy`` (rows in
-the data sets' sorted file order) plus ``summary.json``; evaluation needs no torch.
+the data sets' sorted file order) plus the shared ``summary.json`` layout
+(:mod:`hpcml.core.summary`); evaluation needs no torch. Neural models go through the
+one learning path of :mod:`hpcml.core.fit`; the classical model is fitted here.
 """
 from __future__ import annotations
 
@@ -13,95 +15,71 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
-from torch.utils.data import Dataset
 
 from hpcml.ariel import features
-from hpcml.ariel.formats import N_WAVELENGTHS
+from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS
 from hpcml.ariel.metric import ariel_score
-from hpcml.ariel.models import ArielRegressor
-from hpcml.ariel.splits import split_indices
 from hpcml.ariel.transforms import Transforms
-from hpcml.core.atomic import atomic_path, write_json, write_npy
-from hpcml.core.loaders import MemmapArrays, build_loader
-from hpcml.core.training import best_checkpoint, build_trainer, epochs_run
+from hpcml.core.atomic import atomic_path, write_npy
+from hpcml.core.batches import ArraySet
+from hpcml.core.splits import split_indices
+from hpcml.core.summary import write_summary
 
 log = logging.getLogger(__name__)
-_PREDICT_BATCH = 512
+ARRAYS = ("X", "stellar", "targets")
+PREDICTED = ("val", "holdout", "test")
 
 
 class ArielData:
-    """The ingested arrays of one data set, memory-mapped."""
+    """The ingested arrays of one data set (memory-mapped) and its metadata table."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.meta = pd.read_parquet(self.folder / "meta.parquet")
-        self.arrays = MemmapArrays({k: self.folder / f"{k}.npy" for k in ("X", "stellar", "targets")})
+        self.arrays = ArraySet(self.folder, ARRAYS)
 
     def __len__(self) -> int:
         return len(self.meta)
 
-
-class ArielDataset(Dataset):
-    """Samples (inputs, stellar, targets) of some rows, transformed a batch at a time."""
-
-    def __init__(self, data: ArielData, index: np.ndarray, transforms: Transforms) -> None:
-        self.arrays, self.index, self.transforms = data.arrays, np.asarray(index), transforms
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitems__(self, positions: list[int]) -> list[tuple[torch.Tensor, ...]]:
-        rows = np.sort(self.index[positions])
-        x = torch.from_numpy(self.transforms.inputs(self.arrays["X"][rows]))
-        s = torch.from_numpy(self.transforms.stellar(self.arrays["stellar"][rows]))
-        y = torch.from_numpy(self.transforms.targets(self.arrays["targets"][rows]))
-        return list(zip(x, s, y))
-
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, ...]:
-        return self.__getitems__([position])[0]
+    def files(self) -> list[Path]:
+        return [self.folder / "meta.parquet", *(self.folder / f"{n}.npy" for n in ARRAYS)]
 
 
-def load_splits(train: ArielData, folds_path: str | Path, split_settings: dict[str, Any]) -> dict[str, np.ndarray]:
-    return split_indices(train.meta.planet.to_numpy(), pd.read_parquet(folds_path), split_settings)
+def load_splits(train: ArielData, folds_path: str | Path, splits: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Sample indices of train, val and holdout; every planet in exactly one (asserted)."""
+    return split_indices(train.meta.planet.to_numpy(), pd.read_parquet(folds_path), splits["test_fold"], splits["val_fold"])
 
 
-def _predict_neural(module: ArielRegressor, data: ArielData, index: np.ndarray, transforms: Transforms) -> np.ndarray:
-    module.eval()
-    device = next(module.parameters()).device
-    out = np.empty((len(index), N_WAVELENGTHS))
-    with torch.no_grad():
-        for a in range(0, len(index), _PREDICT_BATCH):
-            rows = index[a:a + _PREDICT_BATCH]
-            x = torch.from_numpy(transforms.inputs(data.arrays["X"][rows])).to(device)
-            s = torch.from_numpy(transforms.stellar(data.arrays["stellar"][rows])).to(device)
-            out[a:a + len(rows)] = transforms.targets_inverse(module(x, s).float().cpu().numpy())
-    return out
+def train_neural(name: str, train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, config: dict[str, Any], data_files: list[Path]) -> dict[str, Any]:
+    from hpcml.ariel.models import ArielRegressor
+    from hpcml.core.data import ArrayDataModule, Split
+    from hpcml.core.fit import fit, predict
 
-
-def train_neural(name: str, train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, settings: dict[str, Any], training: dict[str, Any], wandb: dict[str, Any], seed: int) -> dict[str, Any]:
-    n_steps = transforms.inputs(np.ones((1, N_WAVELENGTHS, 300), dtype=np.float32)).shape[-1]
+    settings, training = config["ariel"][name], config["training"]
+    n_steps = transforms.inputs(np.ones((1, N_WAVELENGTHS, N_TIMESTEPS), dtype=np.float32)).shape[-1]
     module = ArielRegressor(name, n_steps, settings["learning_rate"])
-    loaders = {
-        split: build_loader(ArielDataset(train, splits[split], transforms), settings["batch_size"], split == "train", training["num_workers"], seed)
-        for split in ("train", "val")
-    }
-    hyperparameters = {"model": name, "transforms": settings["transforms"], "splits": settings["splits"], **{k: settings[k] for k in ("max_epochs", "batch_size", "learning_rate")}}
-    trainer, resume = build_trainer(out_dir, training, wandb, settings["max_epochs"], seed, run_name=f"ariel-{name}", hyperparameters=hyperparameters)
-    tic = time.perf_counter()
-    trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=resume)
-    seconds = time.perf_counter() - tic
-    if not trainer.is_global_zero:
+    predict_sets = {s: Split(train.arrays, splits[s]) for s in ("val", "holdout")}
+    if test is not None and len(test):
+        predict_sets["test"] = Split(test.arrays, np.arange(len(test)))
+    data = ArrayDataModule(
+        Split(train.arrays, splits["train"]), Split(train.arrays, splits["val"]), ARRAYS,
+        settings["batch_size"], training["num_workers"], config["seed"], training["placement"],
+        transforms={"X": transforms.inputs, "stellar": transforms.stellar, "targets": transforms.targets},
+        predict=predict_sets, predict_names=("X", "stellar"),
+    )
+    hyperparameters = {"model": name, **settings, "test_fold": config["ariel"]["splits"]["test_fold"], "val_fold": config["ariel"]["splits"]["val_fold"]}
+    result = fit(module, data, out_dir, training, config["wandb"], config["seed"], settings["max_epochs"], run_name=f"ariel-{name}",
+                 hyperparameters=hyperparameters, data_files=data_files)
+    outputs = predict(result, module, data)
+    if not result.trainer.is_global_zero:
         return {}
-    module = ArielRegressor.load_from_checkpoint(best_checkpoint(out_dir), map_location="cpu")
-    predictions = {split: _predict_neural(module, train, splits[split], transforms) for split in ("val", "holdout")}
-    predictions["test"] = _predict_neural(module, test, np.arange(len(test)), transforms) if test is not None else np.empty((0, N_WAVELENGTHS))
-    return {"predictions": predictions, "train_seconds": seconds, "samples_per_second": epochs_run(trainer) * len(splits["train"]) / max(seconds, 1e-9)}
+    predictions = {s: transforms.targets_inverse(outputs[s]) if s in outputs else np.empty((0, N_WAVELENGTHS)) for s in PREDICTED}
+    return {"predictions": predictions, "run": result.stats}
 
 
-def train_gbt(train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+def train_gbt(train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Classical model: transit depths -> ridge regression across all wavelengths -> per-wavelength
     gradient-boosted trees on the ridge's residuals.
 
@@ -119,7 +97,7 @@ def train_gbt(train: ArielData, test: ArielData | None, splits: dict[str, np.nda
     linear = RidgeCV(alphas=np.logspace(-6, 2, 17)).fit(x, y)
     residual = y - linear.predict(x)
     trees = [
-        HistGradientBoostingRegressor(max_iter=settings["gbt_max_iter"], learning_rate=0.05, max_leaf_nodes=15, early_stopping=False, random_state=seed).fit(x, residual[:, j])
+        HistGradientBoostingRegressor(max_iter=config["ariel"]["gbt"]["max_iter"], learning_rate=0.05, max_leaf_nodes=15, early_stopping=False, random_state=config["seed"]).fit(x, residual[:, j])
         for j in range(N_WAVELENGTHS)
     ]
     seconds = time.perf_counter() - tic
@@ -134,31 +112,32 @@ def train_gbt(train: ArielData, test: ArielData | None, splits: dict[str, np.nda
 
     predictions = {split: predict(train, splits[split]) for split in ("val", "holdout")}
     predictions["test"] = predict(test, np.arange(len(test))) if test is not None else np.empty((0, N_WAVELENGTHS))
-    return {"predictions": predictions, "train_seconds": seconds, "samples_per_second": len(splits["train"]) / max(seconds, 1e-9)}
+    run = {"train_seconds": seconds, "steady_samples_per_s": len(splits["train"]) / max(seconds, 1e-9), "device": "cpu", "n_train": int(len(splits["train"])), "epochs": 1, "epochs_this_run": 1}
+    return {"predictions": predictions, "run": run}
 
 
-def train_model(name: str, data_dir: str | Path, folds_path: str | Path, transforms_path: str | Path, out_dir: str | Path, settings: dict[str, Any], training: dict[str, Any], wandb: dict[str, Any], seed: int) -> None:
+def train_model(name: str, data_dir: str | Path, folds_path: str | Path, transforms_path: str | Path, out_dir: str | Path, config: dict[str, Any]) -> None:
+    """Train model ``name`` with the settings in ``config`` (its ``ariel.<name>`` section,
+    the validation/test folds, ``training``, ``wandb`` and ``seed``)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train = ArielData(data_dir / "train")
     test = ArielData(data_dir / "test") if (data_dir / "test" / "meta.parquet").exists() else None
-    splits = load_splits(train, folds_path, settings["splits"])
+    splits = load_splits(train, folds_path, config["ariel"]["splits"])
     transforms = Transforms.load(transforms_path)
     if name == "gbt":
-        result = train_gbt(train, test, splits, transforms, out_dir, settings, seed)
+        result = train_gbt(train, test, splits, transforms, out_dir, config)
     else:
-        result = train_neural(name, train, test, splits, transforms, out_dir, settings, training, wandb, seed)
+        result = train_neural(name, train, test, splits, transforms, out_dir, config, [*train.files(), Path(folds_path), Path(transforms_path)])
     if not result:
         return
     for split, pred in result["predictions"].items():
         write_npy(out_dir / f"pred_{split}.npy", pred.astype(np.float64))
-    val_true = train.arrays["targets"][splits["val"]]
-    summary = {
-        "model": name,
-        "val_score": ariel_score(val_true, result["predictions"]["val"]),
-        "train_seconds": result["train_seconds"],
-        "train_samples_per_second": result["samples_per_second"],
-        "n_train": int(len(splits["train"])),
-    }
-    write_json(out_dir / "summary.json", summary)
-    log.info("%s: validation score %.1f (%.0f samples/s)", name, summary["val_score"], summary["train_samples_per_second"])
+    val_score = ariel_score(train.arrays["targets"][splits["val"]], result["predictions"]["val"])
+    summary = write_summary(out_dir / "summary.json", name, "val_score", "maximize", val_score, result["run"],
+                            details={"metric": "challenge score on the validation fold, per noise instance"})
+    log.info("%s: validation score %.1f (%s samples/s steady state)", name, val_score, _rate(summary["steady_samples_per_s"]))
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"

@@ -3,18 +3,24 @@
 What it guarantees, whatever the model: a CSV log always; a W&B run (offline unless
 configured) in the run's own directory, so parallel sweep trials never share or
 delete each other's files; ``last.ckpt`` written every epoch and resumed from
-automatically when a job is re-run after hitting its wall-time limit; seeding; DDP
-when more than one device; Snakemake, not Lightning, owns SLURM requeueing.
-Credentials are never read here: W&B finds WANDB_API_KEY or ~/.netrc itself.
+automatically when a job is re-run after hitting its wall-time limit, but only when
+everything that changes the result (settings, seed, the data's files) is unchanged;
+seeding; DDP with synchronised batch norm when more than one device; the data module
+splits batches across ranks itself; Snakemake, not Lightning, owns SLURM requeueing.
+Run-directory bookkeeping happens on rank 0 only. Credentials are never read here:
+W&B finds WANDB_API_KEY or ~/.netrc itself.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import sys
 import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,15 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities import rank_zero_only
 
 from hpcml import __version__
 
 log = logging.getLogger(__name__)
+# Training keys that decide how fast, not what: never part of the resume fingerprint.
+NOT_RESULT_KEYS = ("num_workers", "placement")
+# Files up to this size are fingerprinted by content, larger ones by size and mtime.
+_HASH_BYTES = 64 * 2**20
 
 
 def build_trainer(
@@ -36,13 +47,25 @@ def build_trainer(
     seed: int,
     run_name: str,
     monitor: str = "val_loss",
+    mode: str = "min",
+    callbacks: Sequence[Callback] = (),
     hyperparameters: dict[str, Any] | None = None,
+    data_files: Sequence[str | Path] = (),
 ) -> tuple[pl.Trainer, str | None]:
     """A configured trainer and the checkpoint to resume from (None for a fresh run)."""
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
-    _forget_other_runs(run_dir, {"hyperparameters": hyperparameters or {}, "training": training, "seed": seed, "max_epochs": max_epochs, "hpcml": __version__})
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "hyperparameters": hyperparameters or {},
+        "training": {k: v for k, v in training.items() if k not in NOT_RESULT_KEYS},
+        "seed": seed,
+        "max_epochs": max_epochs,
+        "data": files_fingerprint(data_files),
+        "hpcml": __version__,
+    }
+    if rank_zero_only.rank == 0:
+        _forget_other_runs(run_dir, fingerprint)
+        checkpoints.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, workers=True, verbose=False)
 
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="csv", version="")]
@@ -71,14 +94,17 @@ def build_trainer(
         accelerator=training["accelerator"],
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
+        sync_batchnorm=devices > 1,
+        use_distributed_sampler=False,
         precision=training["precision"],
         deterministic=training["deterministic"],
         logger=loggers,
         callbacks=[
-            ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode="min", save_top_k=1, enable_version_counter=False),
+            ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False),
             # Lightning's save_last copies only when the best improves; resuming needs every epoch.
             ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False),
             EpochLog(),
+            *callbacks,
         ],
         plugins=plugins,
         enable_progress_bar=sys.stderr.isatty(),
@@ -109,8 +135,25 @@ def epochs_run(trainer: pl.Trainer) -> int:
     return sum(c.epochs_run for c in trainer.callbacks if isinstance(c, EpochLog))
 
 
+def files_fingerprint(paths: Sequence[str | Path]) -> dict[str, str]:
+    """What identifies the data a run trains on: content hashes, or size+mtime for large files."""
+    out = {}
+    for path in sorted(Path(p) for p in paths):
+        stat = path.stat()
+        if stat.st_size <= _HASH_BYTES:
+            out[_short(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[_short(path)] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return out
+
+
+def _short(path: Path) -> str:
+    """The last two parts of a path: a results folder can move without retraining."""
+    return "/".join(path.parts[-2:])
+
+
 def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Resume only the same run: checkpoints of different settings are moved aside."""
+    """Resume only the same run: checkpoints of other settings or data are moved aside."""
     record = run_dir / "run_settings.json"
     current = json.dumps(fingerprint, sort_keys=True, default=str)
     if record.exists() and record.read_text() != current:
@@ -119,7 +162,7 @@ def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:
         for name in ("checkpoints", "wandb_run_id", "csv"):
             if (run_dir / name).exists():
                 shutil.move(str(run_dir / name), stale / name)
-        log.warning("settings changed since the last run in %s: starting fresh (old checkpoints in %s)", run_dir, stale)
+        log.warning("settings or data changed since the last run in %s: starting fresh (old checkpoints in %s)", run_dir, stale)
     run_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(current)
 
@@ -127,11 +170,9 @@ def _forget_other_runs(run_dir: Path, fingerprint: dict[str, Any]) -> None:
 def _wandb_run_id(run_dir: Path) -> str:
     """A stable id per run directory, so a resumed job continues the same W&B run."""
     id_file = run_dir / "wandb_run_id"
-    if not id_file.exists():
-        import uuid
-
+    if rank_zero_only.rank == 0 and not id_file.exists():
         id_file.write_text(uuid.uuid4().hex[:12])
-    return id_file.read_text().strip()
+    return id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
