@@ -46,7 +46,6 @@ def site_profile(directory: Path) -> Path:
     profile["seconds-between-status-checks"] = 3
     profile["latency-wait"] = 5
     resources = profile["set-resources"]
-    resources["ariel_train_neural"]["cpus_per_gpu"] = 1
     resources["ariel_train_gbt"]["cpus_per_task"] = 1
     for rule in resources.values():
         for key in ("mem_mb",):

@@ -13,9 +13,17 @@ from helpers import ROOT, snakemake
 pytestmark = pytest.mark.workflow
 
 
-def test_tiny_workflow_end_to_end(tmp_path):
-    run = snakemake(tmp_path, "--cores", "2")
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny workflow run once to the end; tests below read or dry-run against it."""
+    work = tmp_path_factory.mktemp("tiny")
+    run = snakemake(work, "--cores", "2")
     assert run.returncode == 0, run.stdout[-4000:]
+    return work
+
+
+def test_tiny_workflow_end_to_end(finished):
+    tmp_path = finished
     results = tmp_path / "results"
     for family in ("shear", "ellipticity", "both"):
         lenses = pd.read_parquet(results / "lensing" / "catalog" / family / "lenses.parquet")
@@ -34,6 +42,49 @@ def test_tiny_workflow_end_to_end(tmp_path):
     report = snakemake(tmp_path, "--cores", "1", "--report", str(results / "report.html"))
     assert report.returncode == 0, report.stdout[-2000:]
     assert (results / "report.html").stat().st_size > 10000
+
+
+NEURAL = {"ariel_train_neural": 2}
+ARIEL_MODELS = {**NEURAL, "ariel_train_gbt": 1, "ariel_evaluate": 1}
+# One key changed -> exactly these jobs planned (rule: count); "all" is the target rule.
+SINGLE_KEY_CHANGES = [
+    ({"ariel": {"cnn": {"learning_rate": 0.01}}}, {"ariel_train_neural": 1, "ariel_evaluate": 1}),
+    ({"ariel": {"gbt": {"max_iter": 11}}}, {"ariel_train_gbt": 1, "ariel_evaluate": 1}),
+    ({"lensing": {"report": {"n_examples": 2}}}, {"lensing_report": 1}),
+    ({"training": {"num_workers": 1}}, {}),
+    ({"training": {"precision": "bf16-mixed"}}, {**NEURAL, "ariel_evaluate": 1}),
+    ({"ariel": {"splits": {"val_fold": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
+    ({"ariel": {"splits": {"n_folds": 4}}}, {"ariel_split": 1, "ariel_transforms": 1, **ARIEL_MODELS}),
+    ({"ariel": {"transforms": {"time_bins": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
+    ({"lensing": {"solver": {"angular_grid": 128}}}, {"lensing_simulate": 4, "lensing_combine": 3, "lensing_report": 1}),
+]
+
+
+def _deep_merge(base: dict, change: dict) -> dict:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = _deep_merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _planned(run) -> dict:
+    jobs = {}
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.mark.parametrize("change,expected", SINGLE_KEY_CHANGES, ids=[json.dumps(c) for c, _ in SINGLE_KEY_CHANGES])
+def test_single_key_change_reruns_only_what_reads_it(finished, change, expected):
+    config = finished / "changed.yaml"
+    config.write_text(yaml.safe_dump(_deep_merge(yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text()), change)))
+    run = snakemake(finished, "-n", "--quiet", "rules", "--cores", "1", configfile=config)
+    assert run.returncode == 0, run.stdout[-2000:]
+    planned = _planned(run)
+    planned.pop("all", None)
+    assert planned == expected, run.stdout[-2000:]
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):

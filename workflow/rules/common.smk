@@ -30,9 +30,10 @@ wildcard_constraints:
     shard=r"shard_\d{5}",
 
 
-def settings(section):
-    """A pipeline's config section, quoted for the shell: a change reruns its rules."""
-    return shlex.quote(json.dumps(config[section], sort_keys=True))
+def step_settings(reads, omit=()):
+    """The config keys a step reads (its READS entry), less ``omit``, as shell-quoted JSON:
+    a change of any of them reruns the rule, a change of any other key does not."""
+    return shlex.quote(json.dumps(hpcml_config.pick(config, reads, omit), sort_keys=True))
 
 
 def shard_index(wildcards):

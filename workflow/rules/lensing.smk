@@ -1,4 +1,5 @@
 # Lensing: shards of simulated lenses -> one catalogue per family -> report figures.
+from hpcml.lensing.cli import READS as LENS_READS
 from hpcml.lensing.simulate import count_lenses
 
 LENS = config["lensing"]
@@ -18,8 +19,7 @@ rule lensing_simulate:
     output:
         lens_shard_files("{shard}"),
     params:
-        settings=settings("lensing"),
-        seed=config["seed"],
+        settings=step_settings(LENS_READS["simulate"]),
         index=shard_index,
         out=lambda wildcards: f"{LENS_DIR}/shards/{wildcards.shard}",
     log:
@@ -27,7 +27,7 @@ rule lensing_simulate:
     conda:
         ENV
     shell:
-        "hpcml lensing simulate --settings {params.settings} --seed {params.seed} "
+        "hpcml lensing simulate --settings {params.settings} "
         "--shard {params.index} --out {params.out} > {log} 2>&1"
 
 
@@ -38,15 +38,14 @@ rule lensing_combine:
         [f"{LENS_DIR}/catalog/{{family}}/{name}" for name in LENS_FILES],
         summary=f"{LENS_DIR}/catalog/{{family}}/summary.json",
     params:
-        settings=settings("lensing"),
-        seed=config["seed"],
+        settings=step_settings(LENS_READS["combine"]),
         shards=" ".join(f"{LENS_DIR}/shards/{s}" for s in LENS_SHARDS),
     log:
         f"{LOGS}/lensing/combine/{{family}}.log",
     conda:
         ENV
     shell:
-        "hpcml lensing combine --settings {params.settings} --seed {params.seed} "
+        "hpcml lensing combine --settings {params.settings} "
         "--family {wildcards.family} --out {LENS_DIR}/catalog/{wildcards.family} {params.shards} > {log} 2>&1"
 
 
@@ -64,7 +63,7 @@ rule lensing_report:
         ],
         summary=f"{LENS_DIR}/report/summary.json",
     params:
-        settings=settings("lensing"),
+        settings=step_settings(LENS_READS["report"]),
     log:
         f"{LOGS}/lensing/report.log",
     conda:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,25 @@ def _allowed(sub: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def read(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as written (no defaults); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config file holds keys and values (a mapping), not {type(config).__name__}")
+    return config
+
+
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML config file, apply overrides, validate, fill defaults."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    config = yaml.safe_load(path.read_text()) or {}
+    config = read(path)
     for dotted, value in (overrides or {}).items():
         set_dotted(config, dotted, value)
     return validate(config)
@@ -104,8 +118,42 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = config
     for key in keys[:-1]:
-        node = node.setdefault(key, {})
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {key} is a value, not a section")
+        node = child
     node[keys[-1]] = value
+
+
+def has_dotted(config: dict[str, Any], dotted: str) -> bool:
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def pick(config: dict[str, Any], keys: Sequence[str], omit: Sequence[str] = ()) -> dict[str, Any]:
+    """The part of ``config`` under the dotted ``keys`` (nested as in the file), less ``omit``."""
+    out: dict[str, Any] = {}
+    for dotted in keys:
+        node: Any = config
+        for key in dotted.split("."):
+            node = node[key]
+        set_dotted(out, dotted, copy.deepcopy(node))
+    for dotted in omit:
+        *parents, last = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(last, None)
+    return out
+
+
+def covers(keys: Sequence[str], dotted: str) -> bool:
+    """Whether setting ``dotted`` changes something under one of ``keys``."""
+    return any(dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".") for k in keys)
 
 
 def reference_table(schema: dict[str, Any] | None = None) -> str:

@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpcml.core.cli import add_settings_args, settings_and_seed
+from hpcml.core.cli import add_settings_args, step_config
+
+# The config keys each step reads; the workflow passes exactly these (see hpcml.core.cli).
+SIMULATION = tuple(f"lensing.{k}" for k in ("source", "table", "n_lenses", "shard_size", "chunk_size", "families", "priors", "cosmology", "solver", "render"))
+READS = {
+    "simulate": ("seed", *SIMULATION),
+    "combine": ("seed", *SIMULATION),
+    "report": ("lensing.families", "lensing.report"),
+    "count": ("lensing.source", "lensing.table", "lensing.n_lenses", "lensing.shard_size"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,55 +21,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
 
     p = steps.add_parser("simulate", help="simulate one shard of lenses (resumes a killed run)")
-    add_settings_args(p)
     p.add_argument("--shard", type=int, required=True, help="shard number (0-based)")
     p.add_argument("--out", type=Path, required=True, help="shard folder: <out>/<family>/{lenses,images}.parquet")
     p.add_argument("--work", type=Path, help="checkpoint folder for finished chunks (default: <out>.work)")
     p.set_defaults(func=_simulate)
 
     p = steps.add_parser("combine", help="combine shards of one family, checking every lens appears once")
-    add_settings_args(p)
     p.add_argument("--family", required=True, choices=["shear", "ellipticity", "both"])
     p.add_argument("--out", type=Path, required=True, help="catalogue folder for the family")
     p.add_argument("shards", type=Path, nargs="+", help="shard folders, in shard order")
     p.set_defaults(func=_combine)
 
     p = steps.add_parser("report", help="figures: image counts, example systems with critical curves")
-    add_settings_args(p)
     p.add_argument("--catalog", type=Path, required=True, help="folder holding one catalogue folder per family")
     p.add_argument("--out", type=Path, required=True, help="folder for figures")
     p.set_defaults(func=_report)
 
     p = steps.add_parser("count", help="print the number of shards the settings make")
-    add_settings_args(p)
     p.set_defaults(func=_count)
+
+    for name, step in steps.choices.items():
+        add_settings_args(step, READS[name])
 
 
 def _simulate(args: argparse.Namespace) -> None:
     from hpcml.lensing.simulate import run_shard
 
-    settings, seed = settings_and_seed(args, "lensing")
+    config = step_config(args)
     work = args.work or args.out.with_name(args.out.name + ".work")
-    run_shard(settings, seed, args.shard, args.out, work)
+    run_shard(config["lensing"], config["seed"], args.shard, args.out, work)
 
 
 def _combine(args: argparse.Namespace) -> None:
     from hpcml.lensing.combine import combine_family
 
-    settings, seed = settings_and_seed(args, "lensing")
-    combine_family(settings, seed, args.family, args.shards, args.out)
+    config = step_config(args)
+    combine_family(config["lensing"], config["seed"], args.family, args.shards, args.out)
 
 
 def _report(args: argparse.Namespace) -> None:
     from hpcml.lensing.report import make_report
 
-    settings, _ = settings_and_seed(args, "lensing")
+    settings = step_config(args)["lensing"]
     make_report(args.catalog, settings["families"], args.out, settings["report"]["n_examples"])
 
 
 def _count(args: argparse.Namespace) -> None:
-    from hpcml.lensing.simulate import count_lenses
     from hpcml.core.shards import plan_shards
+    from hpcml.lensing.simulate import count_lenses
 
-    settings, _ = settings_and_seed(args, "lensing")
+    settings = step_config(args)["lensing"]
     print(len(plan_shards(count_lenses(settings), settings["shard_size"])))
