@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from hpcml.core.ids import IdCheckError
 from hpcml.core.shards import plan_shards
-from hpcml.lensing.combine import CombineError, combine_family
-from hpcml.lensing.simulate import run_shard
+from hpcml.lensing.combine import combine_family
+from hpcml.lensing import simulate
+from hpcml.lensing.simulate import run_shard, simulate_family
 from hpcml.lensing.table import LensTableError, read_lens_table
 
 
@@ -75,15 +77,44 @@ def test_killed_shard_resumes_identically(tmp_path, lens_settings):
         assert pd.read_parquet(out / family / "lenses.parquet").lens_id.tolist() == list(range(3000))
 
 
+@pytest.mark.parametrize("change", [{"seed": 6}, {"chunk_size": 30}, {"priors": {"b_high": 1.4}}])
+def test_interrupted_shard_rerun_with_other_settings_starts_afresh(tmp_path, lens_settings, monkeypatch, change):
+    lens_settings.update(n_lenses=100, shard_size=100, chunk_size=20)
+    work = tmp_path / "work"
+    calls = []
+
+    def dies_in_fourth_chunk(draws, family, inputs):
+        calls.append(family)
+        if len(calls) > 3 * len(lens_settings["families"]):
+            raise KeyboardInterrupt
+        return simulate_family(draws, family, inputs)
+
+    monkeypatch.setattr(simulate, "simulate_family", dies_in_fourth_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(lens_settings, 5, 0, tmp_path / "killed", work)
+    monkeypatch.undo()
+    assert len(list(work.glob("chunk_*"))) == 3
+
+    seed = change.get("seed", 5)
+    changed = {**lens_settings, "chunk_size": change.get("chunk_size", 20)}
+    changed["priors"] = {**lens_settings["priors"], **change.get("priors", {})}
+    run_shard(changed, seed, 0, tmp_path / "rerun", work)
+    run_shard(changed, seed, 0, tmp_path / "clean", tmp_path / "clean.work")
+    for family in lens_settings["families"]:
+        for name in ("lenses.parquet", "images.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rerun" / family / name), pd.read_parquet(tmp_path / "clean" / family / name), check_exact=True)
+        assert np.array_equal(np.load(tmp_path / "rerun" / family / "render.npy"), np.load(tmp_path / "clean" / family / "render.npy"))
+
+
 def test_combine_refuses_missing_or_repeated_lenses(tmp_path, lens_settings):
     lens_settings.update(n_lenses=60, shard_size=20, chunk_size=20)
     shards = plan_shards(60, 20)
     for shard in shards:
         run_shard(lens_settings, 1, shard.index, tmp_path / shard.name, tmp_path / f"{shard.name}.work")
     dirs = [tmp_path / s.name for s in shards]
-    with pytest.raises(CombineError, match="20 lens ids missing"):
+    with pytest.raises(IdCheckError, match="20 lens ids missing"):
         combine_family(lens_settings, 1, "both", dirs[:2], tmp_path / "out")
-    with pytest.raises(CombineError, match="repeated"):
+    with pytest.raises(IdCheckError, match="repeated"):
         combine_family(lens_settings, 1, "both", dirs + dirs[:1], tmp_path / "out")
     assert not (tmp_path / "out" / "lenses.parquet").exists()
 

@@ -12,14 +12,12 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from hpcml.core.atomic import atomic_npy_memmap, atomic_parquet_writer, write_json
+from hpcml.core.atomic import atomic_parquet_writer, write_json
+from hpcml.core.concat import concat_npy
+from hpcml.core.ids import check_ids
 from hpcml.lensing.simulate import LensInputs, shard_outputs
 
 log = logging.getLogger(__name__)
-
-
-class CombineError(RuntimeError):
-    """Shards do not add up to the planned set of lenses."""
 
 
 def combine_family(settings: dict[str, Any], seed: int, family: str, shard_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
@@ -29,7 +27,7 @@ def combine_family(settings: dict[str, Any], seed: int, family: str, shard_dirs:
     out_dir = Path(out_dir)
 
     seen = np.concatenate([pq.read_table(f["lenses"], columns=["lens_id"]).column(0).to_numpy() for f in files])
-    _check_ids(seen, expected, family)
+    check_ids(seen, expected, context=f"family {family}", label="lens ids")
 
     lens_schema = pq.read_schema(files[0]["lenses"])
     image_schema = pq.read_schema(files[0]["images"])
@@ -42,32 +40,9 @@ def combine_family(settings: dict[str, Any], seed: int, family: str, shard_dirs:
             n_images += part.num_rows
             images.write_table(part)
     if settings["render"]["enabled"]:
-        size = settings["render"]["size"]
-        with atomic_npy_memmap(out_dir / "render.npy", (len(expected), size, size)) as array:
-            row = 0
-            for f in files:
-                part = np.load(f["render"], mmap_mode="r")
-                array[row:row + len(part)] = part
-                row += len(part)
+        concat_npy([f["render"] for f in files], out_dir / "render.npy", rows=len(expected))
     summary = {"family": family, "n_lenses": int(len(expected)), "n_images": int(n_images), "n_shards": len(files)}
     write_json(out_dir / "summary.json", summary)
     log.info("%s: %d lenses, %d images from %d shards", family, len(expected), n_images, len(files))
     return summary
 
-
-def _check_ids(seen: np.ndarray, expected: np.ndarray, family: str) -> None:
-    values, counts = np.unique(seen, return_counts=True)
-    repeated = values[counts > 1]
-    missing = np.setdiff1d(expected, values)
-    extra = np.setdiff1d(values, expected)
-    problems = []
-    if repeated.size:
-        problems.append(f"{repeated.size} lens ids repeated (first: {repeated[:5].tolist()})")
-    if missing.size:
-        problems.append(f"{missing.size} lens ids missing (first: {missing[:5].tolist()})")
-    if extra.size:
-        problems.append(f"{extra.size} unexpected lens ids (first: {extra[:5].tolist()})")
-    if problems:
-        raise CombineError(f"family {family}: " + "; ".join(problems) + ". Re-run the affected shards.")
-    if not np.array_equal(seen, expected):
-        raise CombineError(f"family {family}: shards are out of order; pass shard folders in shard order")

@@ -1,25 +1,27 @@
 """Simulating lenses: per-family catalogues for a range of global lens indices.
 
-A shard is processed in chunks; each finished chunk is a folder renamed into place,
-so a shard killed at the wall-time limit restarts from its last complete chunk.
+A shard is processed in chunks (:mod:`hpcml.core.chunks`), so a shard killed at the
+wall-time limit restarts from its last complete chunk made with the same settings.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hpcml.core.atomic import write_npy, write_parquet
+from hpcml.core.atomic import write_parquet
+from hpcml.core.chunks import run_chunks
+from hpcml.core.concat import concat_npy
 from hpcml.core.shards import chunk_ranges, plan_shards
 from hpcml.lensing.conventions import lenstronomy_to_keeton, q_phi_to_e1e2, shear_cartesian_to_polar
 from hpcml.lensing.cosmology import DistanceTable, build_cosmology, delay_days_per_arcsec2
 from hpcml.lensing.model import LensParams, deflection, magnification, potential, ray_shoot
+from hpcml.lensing.planning import table_path
 from hpcml.lensing.priors import check_priors, sample_lenses
 from hpcml.lensing.render import render
 from hpcml.lensing.solver import find_images
@@ -35,9 +37,7 @@ class LensInputs:
     def __init__(self, settings: dict[str, Any], seed: int) -> None:
         self.settings, self.seed = settings, seed
         if settings["source"] == "table":
-            if not settings.get("table"):
-                raise ValueError("lensing.source is 'table' but lensing.table is not set")
-            self.table: pd.DataFrame | None = read_lens_table(settings["table"])
+            self.table: pd.DataFrame | None = read_lens_table(table_path(settings))
             self.n_lenses = len(self.table)
             z_max = float(self.table.z_src.max())
         else:
@@ -118,57 +118,40 @@ def shard_outputs(shard_dir: Path, family: str) -> dict[str, Path]:
 
 
 def run_shard(settings: dict[str, Any], seed: int, shard_index: int, shard_dir: Path, work_dir: Path) -> None:
-    """Simulate one shard, resuming from the chunks a killed earlier attempt finished."""
+    """Simulate one shard, resuming from the chunks a killed earlier attempt with the same settings finished."""
     inputs = LensInputs(settings, seed)
     shards = plan_shards(inputs.n_lenses, settings["shard_size"])
     if not 0 <= shard_index < len(shards):
         raise ValueError(f"shard {shard_index} does not exist: {inputs.n_lenses} lenses make {len(shards)} shards")
     shard = shards[shard_index]
     families = settings["families"]
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    chunks = chunk_ranges(shard.start, shard.stop, settings["chunk_size"])
-    done = sum((work_dir / _chunk_name(a)).is_dir() for a, _ in chunks)
-    if done:
-        log.info("shard %d: resuming, %d of %d chunks already complete", shard_index, done, len(chunks))
-    for k, (a, b) in enumerate(chunks):
-        final = work_dir / _chunk_name(a)
-        if final.is_dir():
-            continue
-        tic = time.perf_counter()
-        draws = inputs.draws(a, b)
-        tmp = work_dir / f".tmp-{_chunk_name(a)}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+
+    def write_chunk(start: int, stop: int, folder: Path) -> None:
+        draws = inputs.draws(start, stop)
         for family in families:
             result = simulate_family(draws, family, inputs)
-            result["lenses"].to_parquet(tmp / f"{family}_lenses.parquet", index=False)
-            result["images"].to_parquet(tmp / f"{family}_images.parquet", index=False)
+            result["lenses"].to_parquet(folder / f"{family}_lenses.parquet", index=False)
+            result["images"].to_parquet(folder / f"{family}_images.parquet", index=False)
             if result["render"] is not None:
-                np.save(tmp / f"{family}_render.npy", result["render"])
-        os.replace(tmp, final)
-        rate = (b - a) * len(families) / (time.perf_counter() - tic)
-        log.info("shard %d: chunk %d/%d (lenses %d-%d) done, %.0f lenses/s", shard_index, k + 1, len(chunks), a, b - 1, rate)
+                np.save(folder / f"{family}_render.npy", result["render"])
 
+    ranges = chunk_ranges(shard.start, shard.stop, settings["chunk_size"])
+    chunks = run_chunks(work_dir, ranges, write_chunk, _chunk_fingerprint(settings, seed), label=f"shard {shard_index}", unit="lenses")
     for family in families:
         out = shard_outputs(shard_dir, family)
-        parts = [work_dir / _chunk_name(a) for a, _ in chunks]
-        write_parquet(out["lenses"], pd.concat([pd.read_parquet(c / f"{family}_lenses.parquet") for c in parts], ignore_index=True))
-        write_parquet(out["images"], pd.concat([pd.read_parquet(c / f"{family}_images.parquet") for c in parts], ignore_index=True))
+        write_parquet(out["lenses"], pd.concat([pd.read_parquet(c / f"{family}_lenses.parquet") for c in chunks], ignore_index=True))
+        write_parquet(out["images"], pd.concat([pd.read_parquet(c / f"{family}_images.parquet") for c in chunks], ignore_index=True))
         if settings["render"]["enabled"]:
-            write_npy(out["render"], np.concatenate([np.load(c / f"{family}_render.npy") for c in parts]))
+            concat_npy([c / f"{family}_render.npy" for c in chunks], out["render"], rows=shard.size)
     shutil.rmtree(work_dir)
     log.info("shard %d: %d lenses x %d families written to %s", shard_index, shard.size, len(families), shard_dir)
 
 
-def _chunk_name(start: int) -> str:
-    return f"chunk_{start:010d}"
-
-
-def count_lenses(settings: dict[str, Any]) -> int:
-    """Lenses per family, known before any job runs (the Snakefile plans shards from it)."""
+def _chunk_fingerprint(settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Everything that changes a chunk's content: the lensing section but its figures, the
+    seed and, for a user table, the file's bytes (edited in place, it keeps its path)."""
+    fingerprint = {"seed": seed, "lensing": {k: v for k, v in settings.items() if k != "report"}}
     if settings["source"] == "table":
-        if not settings.get("table"):
-            raise ValueError("lensing.source is 'table' but lensing.table is not set")
-        return len(read_lens_table(settings["table"]))
-    return settings["n_lenses"]
+        with open(table_path(settings), "rb") as table:
+            fingerprint["table_sha256"] = hashlib.file_digest(table, "sha256").hexdigest()
+    return fingerprint
