@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from hpcml.ariel.formats import ArielFormatError, read_noisy, read_params
-from hpcml.ariel.ingest import ingest_all, list_files
+from hpcml.ariel.ingest import ingest_all
+from hpcml.ariel.layout import list_files
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ariel-2021-samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"real sample files not found at {SAMPLES}")

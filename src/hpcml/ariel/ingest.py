@@ -16,21 +16,13 @@ import numpy as np
 import pandas as pd
 
 from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, ArielFormatError, STELLAR_KEYS, parse_name, read_noisy, read_params
-from hpcml.core.atomic import atomic_npy_memmap, write_json, write_npy, write_parquet
+from hpcml.ariel.layout import DATASETS, PARAMS, list_files
+from hpcml.core.atomic import write_json, write_npy, write_parquet
+from hpcml.core.concat import concat_npy
+from hpcml.core.ids import check_ids
 from hpcml.core.shards import plan_shards
 
 log = logging.getLogger(__name__)
-DATASETS = {"train": "noisy_train", "test": "noisy_test"}
-
-
-def list_files(input_dir: str | Path, dataset: str) -> list[str]:
-    """Sorted file names of a data set; errors name the folder and the config key."""
-    folder = Path(input_dir) / DATASETS[dataset]
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Ariel input folder not found: {folder} (set by config key ariel.input_dir = {input_dir})")
-    if dataset == "train" and not (Path(input_dir) / "params_train").is_dir():
-        raise FileNotFoundError(f"Ariel input folder not found: {Path(input_dir) / 'params_train'} (config key ariel.input_dir)")
-    return sorted(p.name for p in folder.iterdir() if p.suffix == ".txt")
 
 
 def ingest_shard(input_dir: str | Path, dataset: str, shard_index: int, shard_size: int, out_dir: str | Path, on_bad_file: str) -> dict[str, Any]:
@@ -56,7 +48,7 @@ def ingest_shard(input_dir: str | Path, dataset: str, shard_index: int, shard_si
             row = len(good)
             stellar[row] = read_noisy(noisy, x[row])
             if dataset == "train":
-                params = input_dir / "params_train" / name
+                params = input_dir / PARAMS / name
                 if not params.exists():
                     raise ArielFormatError(f"{noisy}: training file has no params file ({params} is missing)")
                 targets[row], sma[row], incl[row] = read_params(params)
@@ -89,17 +81,10 @@ def combine_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[st
     reports = [json.loads((d / "report.json").read_text()) for d in shard_dirs]
     metas = [pd.read_parquet(d / "meta.parquet") for d in shard_dirs]
     meta = pd.concat(metas, ignore_index=True)
-    if meta.file.duplicated().any():
-        raise RuntimeError(f"file ingested twice: {meta.file[meta.file.duplicated()].iloc[0]}; re-run the ingest shards")
+    check_ids(meta.file.to_numpy(dtype=str), context=str(out_dir), label="files", rerun="the ingest shards")
     n = len(meta)
-    with atomic_npy_memmap(out_dir / "X.npy", (n, N_WAVELENGTHS, N_TIMESTEPS)) as x:
-        row = 0
-        for d in shard_dirs:
-            part = np.load(d / "X.npy", mmap_mode="r")
-            x[row:row + len(part)] = part
-            row += len(part)
-    for name in ("stellar.npy", "targets.npy"):
-        write_npy(out_dir / name, np.concatenate([np.load(d / name) for d in shard_dirs]))
+    for name in ("X.npy", "stellar.npy", "targets.npy"):
+        concat_npy([d / name for d in shard_dirs], out_dir / name, rows=n)
     write_parquet(out_dir / "meta.parquet", meta)
     report = {
         "files": sum(r["files"] for r in reports),
