@@ -37,7 +37,7 @@ def run_chunks(
     ``label`` and ``unit`` only word the log lines.
     """
     work_dir = Path(work_dir)
-    _keep_only_matching_chunks(work_dir, json.loads(json.dumps(fingerprint)), label)
+    _keep_only_matching_chunks(work_dir, fingerprint, label)
     folders = [work_dir / f"chunk_{start:010d}-{stop:010d}" for start, stop in ranges]
     done = sum(folder.is_dir() for folder in folders)
     if done:
@@ -59,11 +59,13 @@ def run_chunks(
     return folders
 
 
-def _keep_only_matching_chunks(work_dir: Path, fingerprint: dict[str, Any], label: str) -> None:
+def _keep_only_matching_chunks(work_dir: Path, fingerprint: Mapping[str, Any], label: str) -> None:
     """Discard chunks made with other settings (or of unknown settings), then record ours.
 
-    The record is written before any chunk, so a chunk never exists without one.
+    The record is written before any chunk, so a chunk never exists without one. The
+    fingerprint is compared as JSON reads it back, so a tuple equals the stored list.
     """
+    fingerprint = json.loads(json.dumps(fingerprint))
     record = work_dir / SETTINGS_FILE
     try:
         stored = json.loads(record.read_text())
