@@ -3,7 +3,7 @@
 # Each rule passes its step exactly the config keys it reads (READS), so a change of a
 # model's section retrains that model alone.
 from hpcml.ariel.cli import NEURAL as ARIEL_NEURAL_MODELS, READS as ARIEL_READS, train_reads
-from hpcml.ariel.ingest import DATASETS, list_files
+from hpcml.ariel.layout import DATASETS, list_files
 
 ARIEL = config["ariel"]
 ARIEL_DIR = f"{RESULTS}/ariel"

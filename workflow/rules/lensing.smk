@@ -1,6 +1,6 @@
 # Lensing: shards of simulated lenses -> one catalogue per family -> report figures.
 from hpcml.lensing.cli import READS as LENS_READS
-from hpcml.lensing.simulate import count_lenses
+from hpcml.lensing.planning import count_lenses
 
 LENS = config["lensing"]
 LENS_DIR = f"{RESULTS}/lensing"

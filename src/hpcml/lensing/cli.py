@@ -68,7 +68,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _count(args: argparse.Namespace) -> None:
     from hpcml.core.shards import plan_shards
-    from hpcml.lensing.simulate import count_lenses
+    from hpcml.lensing.planning import count_lenses
 
     settings = step_config(args)["lensing"]
     print(len(plan_shards(count_lenses(settings), settings["shard_size"])))
