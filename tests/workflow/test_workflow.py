@@ -112,3 +112,8 @@ def test_dry_run_of_shipped_configs(tmp_path):
             assert "ariel.input_dir" in run.stdout
         else:
             assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    run = snakemake(tmp_path, "--lint", configfile=ROOT / "config" / "config.yaml")
+    assert run.returncode == 0 and "Congratulations" in run.stdout, run.stdout[-3000:]

@@ -3,37 +3,28 @@
 # Each rule passes its step exactly the config keys it reads (READS), so a change of a
 # model's section retrains that model alone.
 from hpcml.ariel.cli import NEURAL as ARIEL_NEURAL_MODELS, READS as ARIEL_READS, train_reads
-from hpcml.ariel.layout import DATASETS, list_files
+from hpcml.ariel.layout import DATASETS, count_files
 
 ARIEL = config["ariel"]
 ARIEL_DIR = f"{RESULTS}/ariel"
 ARIEL_SYNTHETIC = ARIEL["input_dir"] is None
-ARIEL_INPUT = f"{ARIEL_DIR}/raw" if ARIEL_SYNTHETIC else ARIEL["input_dir"]
+ARIEL_DATA = f"{ARIEL_DIR}/data"
 ARIEL_ARRAYS = ["X.npy", "stellar.npy", "targets.npy", "meta.parquet"]
 ARIEL_FIGURES = ["scores", "error_per_wavelength", "error_vs_noise"]
+ARIEL_MODEL_FILES = ["pred_val.npy", "pred_holdout.npy", "pred_test.npy", "summary.json"]
 ARIEL_WORKERS = config["training"]["num_workers"]
 
+try:
+    ARIEL_SHARDS = {d: [s.name for s in plan_shards(count_files(ARIEL, d), ARIEL["ingest"]["shard_size"])] if ARIEL["enabled"] else [] for d in DATASETS}
+except FileNotFoundError as error:
+    raise WorkflowError(str(error))
 
-def ariel_n_files(dataset):
-    if ARIEL_SYNTHETIC:
-        s = ARIEL["synthetic"]
-        planets = s["n_train_planets"] if dataset == "train" else s["n_test_planets"]
-        return planets * s["n_spot"] * s["n_photon"]
-    try:
-        return len(list_files(ARIEL["input_dir"], dataset))
-    except FileNotFoundError as error:
-        raise WorkflowError(str(error))
-
-
-ARIEL_SHARDS = (
-    {d: [s.name for s in plan_shards(ariel_n_files(d), ARIEL["ingest"]["shard_size"])] for d in DATASETS}
-    if ARIEL["enabled"]
-    else {d: [] for d in DATASETS}
+# What training reads: both data sets (it predicts the test set too), the folds, the transforms.
+ARIEL_TRAIN_INPUT = dict(
+    data=[f"{ARIEL_DATA}/{d}/{name}" for d in DATASETS for name in ARIEL_ARRAYS],
+    folds=f"{ARIEL_DIR}/splits/folds.parquet",
+    transforms=f"{ARIEL_DIR}/transforms/transforms.json",
 )
-
-
-def ariel_data(datasets=DATASETS, names=ARIEL_ARRAYS):
-    return [f"{ARIEL_DIR}/data/{d}/{name}" for d in datasets for name in names]
 
 
 rule ariel_synth:
@@ -41,12 +32,13 @@ rule ariel_synth:
         f"{ARIEL_DIR}/raw/manifest.json",
     params:
         settings=step_settings(ARIEL_READS["synth"]),
+        out=subpath(output[0], parent=True),
     log:
         f"{LOGS}/ariel/synth.log",
     conda:
         ENV
     shell:
-        "hpcml ariel synth --settings {params.settings} {ARIEL_DIR}/raw > {log} 2>&1"
+        "hpcml ariel synth --settings {params.settings} {params.out} > {log} 2>&1"
 
 
 rule ariel_ingest:
@@ -57,78 +49,80 @@ rule ariel_ingest:
     params:
         settings=step_settings(ARIEL_READS["ingest"]),
         index=shard_index,
+        source=subpath(input[0], parent=True) if ARIEL_SYNTHETIC else ARIEL["input_dir"],
+        out=subpath(output[0], parent=True),
     log:
         f"{LOGS}/ariel/ingest/{{dataset}}_{{shard}}.log",
     conda:
         ENV
     shell:
-        "hpcml ariel ingest {ARIEL_INPUT} {ARIEL_DIR}/ingest/{wildcards.dataset}/{wildcards.shard} "
-        "--settings {params.settings} --dataset {wildcards.dataset} --shard {params.index} > {log} 2>&1"
+        "hpcml ariel ingest {params.source} {params.out} --settings {params.settings} "
+        "--dataset {wildcards.dataset} --shard {params.index} > {log} 2>&1"
 
 
 rule ariel_combine:
     input:
         lambda w: [f"{ARIEL_DIR}/ingest/{w.dataset}/{s}/{name}" for s in ARIEL_SHARDS[w.dataset] for name in ARIEL_ARRAYS + ["report.json"]],
     output:
-        [f"{ARIEL_DIR}/data/{{dataset}}/{name}" for name in ARIEL_ARRAYS],
-        report=f"{ARIEL_DIR}/data/{{dataset}}/ingest_report.json",
+        [f"{ARIEL_DATA}/{{dataset}}/{name}" for name in ARIEL_ARRAYS],
+        report=f"{ARIEL_DATA}/{{dataset}}/ingest_report.json",
     params:
         shards=lambda w: " ".join(f"{ARIEL_DIR}/ingest/{w.dataset}/{s}" for s in ARIEL_SHARDS[w.dataset]),
+        out=subpath(output.report, parent=True),
     log:
         f"{LOGS}/ariel/combine_{{dataset}}.log",
     conda:
         ENV
     shell:
-        "hpcml ariel combine --out {ARIEL_DIR}/data/{wildcards.dataset} {params.shards} > {log} 2>&1"
+        "hpcml ariel combine --out {params.out} {params.shards} > {log} 2>&1"
 
 
 rule ariel_split:
     input:
-        f"{ARIEL_DIR}/data/train/meta.parquet",
+        f"{ARIEL_DATA}/train/meta.parquet",
     output:
         f"{ARIEL_DIR}/splits/folds.parquet",
     params:
         settings=step_settings(ARIEL_READS["split"]),
+        data=subpath(input[0], ancestor=2),
     log:
         f"{LOGS}/ariel/split.log",
     conda:
         ENV
     shell:
-        "hpcml ariel split --settings {params.settings} --data {ARIEL_DIR}/data --out {output} > {log} 2>&1"
+        "hpcml ariel split --settings {params.settings} --data {params.data} --out {output} > {log} 2>&1"
 
 
 rule ariel_transforms:
     input:
-        ariel_data(["train"]),
+        [f"{ARIEL_DATA}/train/{name}" for name in ARIEL_ARRAYS],
         folds=rules.ariel_split.output,
     output:
         f"{ARIEL_DIR}/transforms/transforms.json",
     params:
         settings=step_settings(ARIEL_READS["fit-transforms"]),
+        data=subpath(input[0], ancestor=2),
     log:
         f"{LOGS}/ariel/transforms.log",
     conda:
         ENV
     shell:
-        "hpcml ariel fit-transforms --settings {params.settings} --data {ARIEL_DIR}/data "
+        "hpcml ariel fit-transforms --settings {params.settings} --data {params.data} "
         "--folds {input.folds} --out {output} > {log} 2>&1"
-
-
-ARIEL_MODEL_FILES = ["pred_val.npy", "pred_holdout.npy", "pred_test.npy", "summary.json"]
 
 
 rule ariel_train_neural:
     input:
-        ariel_data(),
-        f"{ARIEL_DIR}/splits/folds.parquet",
-        f"{ARIEL_DIR}/transforms/transforms.json",
+        **ARIEL_TRAIN_INPUT,
     output:
         [f"{ARIEL_DIR}/models/{{model}}/{name}" for name in ARIEL_MODEL_FILES],
     wildcard_constraints:
         model="|".join(ARIEL_NEURAL_MODELS),
     params:
-        # Worker count changes speed, not results: it travels as a resource, so changing it reruns nothing.
+        # The worker count changes speed, not results: it travels as a resource, so changing it reruns nothing.
         settings=lambda w: step_settings(train_reads(w.model), omit=["training.num_workers"]),
+        data=subpath(input[0], ancestor=2),
+        out=subpath(output[0], parent=True),
     resources:
         workers=ARIEL_WORKERS,
         cpus_per_gpu=ARIEL_WORKERS + 1,
@@ -138,33 +132,32 @@ rule ariel_train_neural:
         ENV
     shell:
         "hpcml ariel train --settings {params.settings} --set training.num_workers={resources.workers} "
-        "--model {wildcards.model} --data {ARIEL_DIR}/data --folds {ARIEL_DIR}/splits/folds.parquet "
-        "--transforms {ARIEL_DIR}/transforms/transforms.json --out {ARIEL_DIR}/models/{wildcards.model} > {log} 2>&1"
+        "--model {wildcards.model} --data {params.data} --folds {input.folds} --transforms {input.transforms} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule ariel_train_gbt:
     input:
-        ariel_data(),
-        f"{ARIEL_DIR}/splits/folds.parquet",
-        f"{ARIEL_DIR}/transforms/transforms.json",
+        **ARIEL_TRAIN_INPUT,
     output:
         [f"{ARIEL_DIR}/models/gbt/{name}" for name in ARIEL_MODEL_FILES],
     params:
         settings=step_settings(train_reads("gbt")),
+        data=subpath(input[0], ancestor=2),
+        out=subpath(output[0], parent=True),
     log:
         f"{LOGS}/ariel/train_gbt.log",
     conda:
         ENV
     shell:
-        "hpcml ariel train --settings {params.settings} --model gbt --data {ARIEL_DIR}/data "
-        "--folds {ARIEL_DIR}/splits/folds.parquet --transforms {ARIEL_DIR}/transforms/transforms.json "
-        "--out {ARIEL_DIR}/models/gbt > {log} 2>&1"
+        "hpcml ariel train --settings {params.settings} --model gbt --data {params.data} "
+        "--folds {input.folds} --transforms {input.transforms} --out {params.out} > {log} 2>&1"
 
 
 rule ariel_evaluate:
     input:
-        ariel_data(["train"], ["X.npy", "targets.npy", "meta.parquet"]),
-        ariel_data(["test"], ["meta.parquet"]),
+        [f"{ARIEL_DATA}/train/{name}" for name in ("X.npy", "targets.npy", "meta.parquet")],
+        f"{ARIEL_DATA}/test/meta.parquet",
         [f"{ARIEL_DIR}/models/{m}/{name}" for m in ARIEL["models"] for name in ARIEL_MODEL_FILES],
         folds=f"{ARIEL_DIR}/splits/folds.parquet",
     output:
@@ -177,13 +170,15 @@ rule ariel_evaluate:
     params:
         settings=step_settings(ARIEL_READS["evaluate"]),
         models=" ".join(f"{m}={ARIEL_DIR}/models/{m}" for m in ARIEL["models"]),
+        data=subpath(input[0], ancestor=2),
+        out=subpath(output.metrics, parent=True),
     log:
         f"{LOGS}/ariel/evaluate.log",
     conda:
         ENV
     shell:
-        "hpcml ariel evaluate --settings {params.settings} --data {ARIEL_DIR}/data --folds {input.folds} "
-        "--out {ARIEL_DIR}/eval --submission {output.submission} {params.models} > {log} 2>&1"
+        "hpcml ariel evaluate --settings {params.settings} --data {params.data} --folds {input.folds} "
+        "--out {params.out} --submission {output.submission} {params.models} > {log} 2>&1"
 
 
 rule ariel:

@@ -1,6 +1,5 @@
 # Shared by every pipeline: validated config, folders, how rules call the hpcml CLI.
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from hpcml.core import config as hpcml_config
-from hpcml.core.shards import plan_shards, shard_name
+from hpcml.core.shards import plan_shards
 
 try:
     _validated = hpcml_config.validate(config)
@@ -17,8 +16,8 @@ except hpcml_config.ConfigError as error:
 config.clear()
 config.update(_validated)
 
-# Rules call `hpcml`; make sure the one next to this Python is found first.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# Rules call `hpcml`: the one installed beside this Snakemake comes first on the PATH.
+shell.prefix(f"PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
 
 RESULTS = config["results"]
 LOGS = config["logs"]

@@ -1,6 +1,6 @@
 # Lensing: shards of simulated lenses -> one catalogue per family -> report figures.
 from hpcml.lensing.cli import READS as LENS_READS
-from hpcml.lensing.planning import count_lenses
+from hpcml.lensing.planning import count_lenses, shard_files
 
 LENS = config["lensing"]
 LENS_DIR = f"{RESULTS}/lensing"
@@ -10,18 +10,13 @@ LENS_FILES = ["lenses.parquet", "images.parquet"] + (["render.npy"] if LENS["ren
 LENS_FIGURES = ["image_counts", "delays_magnifications", "examples"] + (["rendered"] if LENS["render"]["enabled"] else [])
 
 
-def lens_shard_files(shard, family=None):
-    families = [family] if family else LENS_FAMILIES
-    return [f"{LENS_DIR}/shards/{shard}/{fam}/{name}" for fam in families for name in LENS_FILES]
-
-
 rule lensing_simulate:
     output:
-        lens_shard_files("{shard}"),
+        shard_files(f"{LENS_DIR}/shards/{{shard}}", LENS_FAMILIES, LENS_FILES),
     params:
         settings=step_settings(LENS_READS["simulate"]),
         index=shard_index,
-        out=lambda wildcards: f"{LENS_DIR}/shards/{wildcards.shard}",
+        out=subpath(output[0], ancestor=2),
     log:
         f"{LOGS}/lensing/simulate/{{shard}}.log",
     conda:
@@ -33,20 +28,21 @@ rule lensing_simulate:
 
 rule lensing_combine:
     input:
-        lambda wildcards: [f for s in LENS_SHARDS for f in lens_shard_files(s, wildcards.family)],
+        lambda wildcards: [f for s in LENS_SHARDS for f in shard_files(f"{LENS_DIR}/shards/{s}", [wildcards.family], LENS_FILES)],
     output:
         [f"{LENS_DIR}/catalog/{{family}}/{name}" for name in LENS_FILES],
         summary=f"{LENS_DIR}/catalog/{{family}}/summary.json",
     params:
         settings=step_settings(LENS_READS["combine"]),
         shards=" ".join(f"{LENS_DIR}/shards/{s}" for s in LENS_SHARDS),
+        out=subpath(output.summary, parent=True),
     log:
         f"{LOGS}/lensing/combine/{{family}}.log",
     conda:
         ENV
     shell:
         "hpcml lensing combine --settings {params.settings} "
-        "--family {wildcards.family} --out {LENS_DIR}/catalog/{wildcards.family} {params.shards} > {log} 2>&1"
+        "--family {wildcards.family} --out {params.out} {params.shards} > {log} 2>&1"
 
 
 rule lensing_report:
@@ -64,13 +60,15 @@ rule lensing_report:
         summary=f"{LENS_DIR}/report/summary.json",
     params:
         settings=step_settings(LENS_READS["report"]),
+        catalog=subpath(input[0], ancestor=2),
+        out=subpath(output.summary, parent=True),
     log:
         f"{LOGS}/lensing/report.log",
     conda:
         ENV
     shell:
-        "hpcml lensing report --settings {params.settings} --catalog {LENS_DIR}/catalog "
-        "--out {LENS_DIR}/report > {log} 2>&1"
+        "hpcml lensing report --settings {params.settings} --catalog {params.catalog} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule lensing_simulation:

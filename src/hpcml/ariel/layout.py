@@ -6,6 +6,7 @@ so this module needs nothing beyond the standard library (the parser pulls in nu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 DATASETS = {"train": "noisy_train", "test": "noisy_test"}
 PARAMS = "params_train"
@@ -19,3 +20,13 @@ def list_files(input_dir: str | Path, dataset: str) -> list[str]:
     if dataset == "train" and not (Path(input_dir) / PARAMS).is_dir():
         raise FileNotFoundError(f"Ariel input folder not found: {Path(input_dir) / PARAMS} (config key ariel.input_dir)")
     return sorted(p.name for p in folder.iterdir() if p.suffix == ".txt")
+
+
+def count_files(settings: dict[str, Any], dataset: str) -> int:
+    """Files of a data set before any job runs: listed from ``input_dir``, or the number
+    the synthetic generator will write when ``input_dir`` is null."""
+    if settings["input_dir"] is None:
+        s = settings["synthetic"]
+        planets = s["n_train_planets"] if dataset == "train" else s["n_test_planets"]
+        return planets * s["n_spot"] * s["n_photon"]
+    return len(list_files(settings["input_dir"], dataset))

@@ -23,3 +23,8 @@ def count_lenses(settings: dict[str, Any]) -> int:
 
         return len(read_lens_table(table_path(settings)))
     return settings["n_lenses"]
+
+
+def shard_files(shard_dir: str, families: list[str], names: list[str]) -> list[str]:
+    """A shard's output files: one folder per family holding ``names``."""
+    return [f"{shard_dir}/{family}/{name}" for family in families for name in names]
