@@ -5,7 +5,8 @@ configured) in the run's own directory, so parallel sweep trials never share or
 delete each other's files; ``last.ckpt`` written every epoch and resumed from
 automatically when a job is re-run after hitting its wall-time limit, but only when
 everything that changes the result (settings, seed, the data's files) is unchanged;
-seeding; DDP with synchronised batch norm when more than one device; the data module
+seeding; DDP when more than one device, with batch norm synchronised across GPUs (PyTorch
+has no SyncBatchNorm on CPUs: there each rank normalises its own batch); the data module
 splits batches across ranks itself; Snakemake, not Lightning, owns SLURM requeueing.
 Run-directory bookkeeping happens on rank 0 only. Credentials are never read here:
 W&B finds WANDB_API_KEY or ~/.netrc itself.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -88,13 +90,17 @@ def build_trainer(
 
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     devices = training["devices"]
+    # DDP refuses SyncBatchNorm layers on CPU ("only work with GPU modules").
+    sync_batchnorm = devices > 1 and training["accelerator"] != "cpu" and torch.cuda.is_available()
+    if devices > 1 and not sync_batchnorm:
+        log.warning("DDP without CUDA GPUs: batch norm is not synchronised, each rank normalises its own batch")
     trainer = pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
         accelerator=training["accelerator"],
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        sync_batchnorm=devices > 1,
+        sync_batchnorm=sync_batchnorm,
         use_distributed_sampler=False,
         precision=training["precision"],
         deterministic=training["deterministic"],
