@@ -79,7 +79,7 @@ class ArielRegressor(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(batch[0]))
+        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(batch[0]), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:

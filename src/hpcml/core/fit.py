@@ -25,7 +25,7 @@ from hpcml.core.training import best_checkpoint, build_trainer, epochs_run
 
 
 class StepTimer(Callback):
-    """Start-to-first-step and steady-state training throughput of this process.
+    """Start-to-first-step and steady-state training throughput (all ranks together).
 
     Steady state counts the intervals between consecutive training batches of one epoch
     (validation is outside them), after a warm-up of ``warmup`` batches; the device is
@@ -54,7 +54,7 @@ class StepTimer(Callback):
         now = time.perf_counter()
         if self._last is not None and self.batches > self.warmup:
             self.seconds += now - self._last
-            self.samples += len(batch[0])
+            self.samples += len(batch[0]) * trainer.world_size
         self._last = None if last_of_epoch else now
 
     @property

@@ -131,6 +131,8 @@ class EpochLog(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epochs_run += 1
+        if not trainer.is_global_zero:
+            return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss")}
         text = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, text)
