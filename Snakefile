@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/lensing.smk"
+include: "workflow/rules/lensing_models.smk"
 include: "workflow/rules/ariel.smk"
 include: "workflow/rules/report.smk"
 

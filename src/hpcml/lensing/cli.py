@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from hpcml.core.cli import add_settings_args, step_config
+from hpcml.lensing.naming import section
 
 # The config keys each step reads; the workflow passes exactly these (see hpcml.core.cli).
 SIMULATION = tuple(f"lensing.{k}" for k in ("source", "table", "n_lenses", "shard_size", "chunk_size", "families", "priors", "cosmology", "solver", "render"))
@@ -13,7 +14,16 @@ READS = {
     "combine": ("seed", *SIMULATION),
     "report": ("lensing.families", "lensing.report"),
     "count": ("lensing.source", "lensing.table", "lensing.n_lenses", "lensing.shard_size"),
+    "dataset": ("seed", *(f"lensing.models.{k}" for k in ("max_images", "targets", "noise", "splits.n_folds"))),
+    "evaluate": ("lensing.cosmology", "lensing.models.targets", "lensing.models.noise.delay_fraction", "lensing.models.h0"),
 }
+MODEL_READS = ("seed", "lensing.models.max_images", "lensing.models.targets", "lensing.models.splits.test_fold",
+               "lensing.models.splits.val_fold", "lensing.models.{section}", "training", "wandb")
+
+
+def train_reads(model: str) -> tuple[str, ...]:
+    """What training ``model`` reads: its section (baseline_n2 -> lensing.models.baseline) and the shared keys."""
+    return tuple(k.format(section=section(model)) for k in MODEL_READS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +50,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = steps.add_parser("count", help="print the number of shards the settings make")
     p.set_defaults(func=_count)
 
+    p = steps.add_parser("dataset", help="observables with measurement noise, targets and lens-id folds from one family's catalogue")
+    p.add_argument("--catalog", type=Path, required=True, help="the family's catalogue folder (lenses.parquet, images.parquet)")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder")
+    p.set_defaults(func=_dataset)
+
+    p = steps.add_parser("train", help="train one lens model (baseline_n<k> or set); predictions, equivariance, summary.json")
+    p.add_argument("--model", required=True, help="baseline_n1, baseline_n2, baseline_n4 (one per image count) or set")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="model folder")
+    p.set_defaults(func=_train)
+
+    p = steps.add_parser("evaluate", help="every model on the test lenses: metrics, calibration, equivariance, H0, figures")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="evaluation folder (metrics.json, figures)")
+    p.add_argument("models", nargs="+", help="NAME=FOLDER of each trained model")
+    p.set_defaults(func=_evaluate)
+
     for name, step in steps.choices.items():
-        add_settings_args(step, READS[name])
+        add_settings_args(step, READS[name] if name != "train" else lambda args: train_reads(args.model))
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -72,3 +99,26 @@ def _count(args: argparse.Namespace) -> None:
 
     settings = step_config(args)["lensing"]
     print(len(plan_shards(count_lenses(settings), settings["shard_size"])))
+
+
+def _dataset(args: argparse.Namespace) -> None:
+    from hpcml.lensing.observables import build
+
+    config = step_config(args)
+    build(args.catalog, config["lensing"]["models"], config["seed"], args.out)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from hpcml.lensing.train import train_model
+
+    train_model(args.model, args.data, args.out, step_config(args))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from hpcml.lensing.cosmology import build_cosmology, delay_days_per_arcsec2
+    from hpcml.lensing.evaluate import evaluate
+
+    settings = step_config(args)["lensing"]
+    h0_sim = float(build_cosmology(settings["cosmology"]).H0.value)
+    models = {k: Path(v) for k, v in (item.split("=", 1) for item in args.models)}
+    evaluate(args.data, models, settings["models"], h0_sim, float(delay_days_per_arcsec2(1.0)), args.out)

@@ -1,0 +1,204 @@
+"""Every lens model on the held-out lenses, side by side, in physical units; H0 from delays.
+
+Point metrics (RMSE, bias, R^2) per target and per image count; calibration (coverage
+of the 68% and 95% intervals) for models that predict uncertainties; the equivariance
+error each model measured on rotated and shifted test systems; and the Hubble constant
+from the measured delays: per lens, the time-delay distance D_dt = c dt / dPhi with the
+Fermat-potential difference dPhi = Phi_last - Phi_first, Phi = |alpha|^2 / 2 - psi (the
+image's offset from the source is its deflection), drawn from the predicted
+distributions; H0 = H0_sim D_dt,true / D_dt,est, since D_dt scales as 1/H0 at fixed
+redshifts and matter density. The population estimate combines the lenses by
+inverse-variance weighting; its bias is measured in units of its own uncertainty.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hpcml.core.atomic import write_json  # noqa: E402
+from hpcml.core.figures import save_figure  # noqa: E402
+from hpcml.lensing.naming import section  # noqa: E402
+from hpcml.lensing.observables import IMAGE_TARGETS  # noqa: E402
+
+log = logging.getLogger(__name__)
+FIGURES = ("predicted_vs_true", "errors_by_image_count", "calibration", "h0")
+_SEED = 2021
+
+
+def collect(model_dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+    """Predictions per model family (the per-image-count baselines joined into one)."""
+    out: dict[str, dict[str, list[np.ndarray]]] = {}
+    for name, folder in model_dirs.items():
+        family = section(name)
+        parts = out.setdefault(family, {"rows": [], "pred": []})
+        parts["rows"].append(np.load(Path(folder) / "rows_test.npy"))
+        parts["pred"].append(np.load(Path(folder) / "pred_test.npy"))
+    return {f: {"rows": np.concatenate(p["rows"]), "pred": np.concatenate(p["pred"])} for f, p in out.items()}
+
+
+def point_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    error = pred - truth
+    ss = np.sum((truth - truth.mean()) ** 2)
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "bias": float(error.mean()),
+            "r2": float(1 - np.sum(error**2) / ss) if ss > 0 else float("nan"), "n": int(len(truth))}
+
+
+def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    z = np.abs(mean - truth) / std
+    return {"68": float(np.mean(z <= 1.0)), "95": float(np.mean(z <= 1.959964))}
+
+
+def h0_per_lens(pred: np.ndarray, rows: np.ndarray, data: dict[str, np.ndarray], n_targets: int, delay_fraction: float,
+                h0_sim: float, days_per_mpc_arcsec2: float, draws: int) -> pd.DataFrame:
+    """Per test lens with two or more images: H0 median and 68% interval from Monte Carlo draws."""
+    rng = np.random.default_rng(_SEED)
+    n_img = data["n_images"][rows]
+    keep = n_img >= 2
+    rows, pred, n_img = rows[keep], pred[keep], n_img[keep]
+    m = data["mask"].shape[1]
+    last = n_img - 1
+    image = pred[:, n_targets:].reshape(len(rows), m, len(IMAGE_TARGETS), 2)
+    idx = np.arange(len(rows))
+
+    def draw(slot: np.ndarray) -> np.ndarray:
+        mean, std = image[idx, slot, :, 0], np.nan_to_num(image[idx, slot, :, 1])
+        return mean[:, None] + std[:, None] * rng.standard_normal((len(rows), draws, len(IMAGE_TARGETS)))
+
+    first, final = draw(np.zeros_like(last)), draw(last)
+    fermat = lambda d: 0.5 * (d[..., 1] ** 2 + d[..., 2] ** 2) - d[..., 0]  # noqa: E731
+    d_phi = fermat(final) - fermat(first)
+    delay = data["images"][rows, last, 2].astype(np.float64)
+    delay_draws = delay[:, None] * (1 + delay_fraction * rng.standard_normal((len(rows), draws)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_dt = delay_draws / (days_per_mpc_arcsec2 * d_phi)
+        h0 = h0_sim * data["time_delay_distance"][rows][:, None] / d_dt
+    h0 = np.where(d_phi > 0, h0, np.nan)
+    valid = np.mean(np.isfinite(h0), axis=1) >= 0.5
+    lo, med, hi = np.nanpercentile(np.where(valid[:, None], h0, 0.0), [16, 50, 84], axis=1)
+    return pd.DataFrame({"row": rows, "n_images": n_img, "h0": med, "h0_low": lo, "h0_high": hi, "valid": valid})
+
+
+def population_h0(per_lens: pd.DataFrame, h0_sim: float) -> dict[str, Any]:
+    lenses = per_lens[per_lens.valid]
+    if lenses.empty:
+        return {"n_lenses": 0}
+    sigma = np.maximum((lenses.h0_high - lenses.h0_low).to_numpy() / 2, 1e-6)
+    weights = 1 / sigma**2
+    estimate = float(np.sum(weights * lenses.h0) / weights.sum())
+    error = float(np.sqrt(1 / weights.sum()))
+    return {
+        "n_lenses": int(len(lenses)), "h0": estimate, "h0_error": error, "h0_true": h0_sim,
+        "bias": estimate - h0_sim, "bias_in_sigma": (estimate - h0_sim) / error,
+        "median_precision_per_lens": float(np.median(sigma / lenses.h0.abs().to_numpy())),
+        "coverage_68": float(np.mean((lenses.h0_low <= h0_sim) & (h0_sim <= lenses.h0_high))),
+        "median_per_lens_h0": float(lenses.h0.median()),
+    }
+
+
+def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, Any], h0_sim: float, days_per_mpc_arcsec2: float, out_dir: Path) -> dict[str, Any]:
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    meta = pd.read_parquet(data_dir / "meta.parquet")
+    data = {n: np.load(data_dir / f"{n}.npy", mmap_mode="r") for n in ("images", "mask", "targets", "image_targets")}
+    data.update(n_images=meta.n_images.to_numpy(), time_delay_distance=meta.time_delay_distance.to_numpy())
+    targets = settings["targets"]
+    t = len(targets)
+    results: dict[str, Any] = {}
+    families = collect(model_dirs)
+    h0_tables = {}
+    for family, p in families.items():
+        rows, pred = p["rows"], p["pred"]
+        truth = np.asarray(data["targets"][rows], dtype=np.float64)
+        entry: dict[str, Any] = {"targets": {}, "by_image_count": {}, "image_targets": {}}
+        for k, name in enumerate(targets):
+            entry["targets"][name] = point_metrics(pred[:, k, 0], truth[:, k])
+            if np.isfinite(pred[:, k, 1]).all():
+                entry["targets"][name]["coverage"] = coverage(pred[:, k, 0], pred[:, k, 1], truth[:, k])
+        n_img = data["n_images"][rows]
+        for count in np.unique(n_img):
+            sel = n_img == count
+            entry["by_image_count"][str(int(count))] = {name: point_metrics(pred[sel, k, 0], truth[sel, k])["rmse"] for k, name in enumerate(targets)}
+        image_truth = np.asarray(data["image_targets"][rows], dtype=np.float64)
+        mask = np.asarray(data["mask"][rows]).astype(bool)
+        image_pred = pred[:, t:, 0].reshape(len(rows), -1, len(IMAGE_TARGETS))
+        for j, name in enumerate(IMAGE_TARGETS):
+            entry["image_targets"][name] = point_metrics(image_pred[..., j][mask], image_truth[..., j][mask])
+        equivariance = [json.loads((Path(model_dirs[m]) / "equivariance.json").read_text())["max_rms_over_scatter"] for m in model_dirs if section(m) == family]
+        entry["equivariance_max_rms_over_scatter"] = max(equivariance)
+        table = h0_per_lens(pred, rows, data, t, settings["noise"]["delay_fraction"], h0_sim, days_per_mpc_arcsec2, settings["h0"]["draws"])
+        h0_tables[family] = table
+        entry["h0"] = population_h0(table, h0_sim)
+        results[family] = entry
+    write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
+                                          "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0"})
+    _plots(families, data, targets, results, h0_tables, h0_sim, out_dir)
+    for family, entry in results.items():
+        log.info("%s: theta_e RMSE %s, H0 %s", family, entry["targets"].get("theta_e", {}).get("rmse"), entry["h0"].get("h0"))
+    return results
+
+
+def _plots(families: dict[str, dict[str, np.ndarray]], data: dict[str, np.ndarray], targets: list[str], results: dict[str, Any],
+           h0_tables: dict[str, pd.DataFrame], h0_sim: float, out_dir: Path) -> None:
+    fig, axes = plt.subplots(len(families), len(targets), figsize=(2.6 * len(targets), 2.6 * len(families)), squeeze=False)
+    for r, (family, p) in enumerate(families.items()):
+        truth = np.asarray(data["targets"][p["rows"]])
+        for k, name in enumerate(targets):
+            ax = axes[r, k]
+            ax.scatter(truth[:, k], p["pred"][:, k, 0], s=3, alpha=0.4)
+            low, high = np.percentile(truth[:, k], [0.5, 99.5])
+            ax.plot([low, high], [low, high], "k--", lw=0.8)
+            ax.set_title(f"{family}: {name}", fontsize=8)
+            ax.set_xlabel("true", fontsize=7)
+            ax.set_ylabel("predicted", fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "predicted_vs_true.png", dpi=110)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    counts = sorted({c for e in results.values() for c in e["by_image_count"]}, key=int)
+    width = 0.8 / max(1, len(results))
+    for j, (family, entry) in enumerate(results.items()):
+        values = [np.mean([entry["by_image_count"][c][n] / max(np.std(np.asarray(data["targets"])[:, k]), 1e-12) for k, n in enumerate(targets)]) if c in entry["by_image_count"] else np.nan for c in counts]
+        ax.bar(np.arange(len(counts)) + j * width, values, width, label=family)
+    ax.set_xticks(np.arange(len(counts)) + width * (len(results) - 1) / 2, [f"{c} images" for c in counts])
+    ax.set_ylabel("mean RMSE / scatter of the targets")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "errors_by_image_count.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for family, entry in results.items():
+        cov = [entry["targets"][n].get("coverage") for n in targets]
+        if all(cov):
+            ax.plot(targets, [c["68"] for c in cov], "o-", label=f"{family} 68%")
+            ax.plot(targets, [c["95"] for c in cov], "s--", label=f"{family} 95%")
+    ax.axhline(0.68, color="grey", lw=0.8)
+    ax.axhline(0.95, color="grey", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction of truths inside the interval")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "calibration.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for family, table in h0_tables.items():
+        valid = table[table.valid]
+        if len(valid):
+            ax.hist(np.clip(valid.h0, 0, 4 * h0_sim), bins=40, range=(0, 4 * h0_sim), histtype="step", label=f"{family} per lens")
+        h0 = results[family]["h0"]
+        if h0.get("n_lenses"):
+            ax.axvspan(h0["h0"] - h0["h0_error"], h0["h0"] + h0["h0_error"], alpha=0.2, label=f"{family} population")
+    ax.axvline(h0_sim, color="k", ls="--", label="true H0")
+    ax.set_xlabel("H0 [km/s/Mpc]")
+    ax.set_ylabel("lenses")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "h0.png")
