@@ -117,7 +117,7 @@ class ArrayDataModule(pl.LightningDataModule):
 def _gather(arrays: ArraySet, name: str, rows: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows of one array copied to ``device`` slice by slice, bounding the host memory the copy takes."""
     source = arrays[name]
-    out = torch.empty((len(rows), *source.shape[1:]), dtype=torch.from_numpy(source[:0]).dtype, device=device)
+    out = torch.empty((len(rows), *source.shape[1:]), dtype=torch.from_numpy(np.zeros(0, source.dtype)).dtype, device=device)
     step = max(1, _GATHER_BYTES // max(1, source[:1].nbytes))
     for a in range(0, len(rows), step):
         out[a:a + step] = torch.from_numpy(np.ascontiguousarray(source[rows[a:a + step]]))

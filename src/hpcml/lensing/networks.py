@@ -184,10 +184,12 @@ class SetModel(LensModel):
         self.image_head = _mlp(2 * width, width, 6, depth=2)
 
     @staticmethod
-    def frame(images: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Angle of the first-arriving image about the lens centre, and the centre: the canonical frame."""
-        dx, dy = images[:, 0, 0] - lens[:, 0], images[:, 0, 1] - lens[:, 1]
-        return torch.atan2(dy, dx), lens[:, :2]
+    def frame(images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Angle of the first-arriving image (the smallest delay, wherever it sits in the
+        array, so the order of the images does not matter) about the lens centre, and the centre."""
+        first = images[..., 2].masked_fill(~mask.bool(), torch.inf).argmin(1)
+        pick = images[torch.arange(len(images), device=images.device), first]
+        return torch.atan2(pick[:, 1] - lens[:, 1], pick[:, 0] - lens[:, 0]), lens[:, :2]
 
     def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = mask[..., None].float()
@@ -195,7 +197,7 @@ class SetModel(LensModel):
 
     def _forward(self, images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised mean and log-variance [B, n_out] in the canonical frame."""
-        angle, centre = self.frame(images, lens)
+        angle, centre = self.frame(images, mask, lens)
         x, y = rotate(images[..., 0] - centre[:, :1], images[..., 1] - centre[:, 1:], -angle[:, None])
         canon = torch.stack([x, y, images[..., 2], images[..., 3]], dim=-1)
         count = mask.float().sum(1, keepdim=True) / self.m
@@ -212,7 +214,7 @@ class SetModel(LensModel):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         images, mask, lens, targets, image_targets = batch
-        angle, _ = self.frame(images, lens)
+        angle, _ = self.frame(images, mask, lens)
         labels = self.normalised_labels(self.rotate_targets(targets, -angle), self.rotate_image_targets(image_targets, -angle))
         mean, logvar = self._forward(images, mask, lens)
         weight = self.label_mask(mask)
@@ -220,7 +222,7 @@ class SetModel(LensModel):
         return (nll * weight).sum() / weight.sum()
 
     def predict_physical(self, images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        angle, _ = self.frame(images, lens)
+        angle, _ = self.frame(images, mask, lens)
         mean, logvar = self._forward(images, mask, lens)
         t, i = self.physical(mean)
         t, i = self.rotate_targets(t, angle), self.rotate_image_targets(i, angle)
