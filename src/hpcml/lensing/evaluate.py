@@ -87,20 +87,28 @@ def h0_per_lens(pred: np.ndarray, rows: np.ndarray, data: dict[str, np.ndarray],
     return pd.DataFrame({"row": rows, "n_images": n_img, "h0": med, "h0_low": lo, "h0_high": hi, "valid": valid})
 
 
-def population_h0(per_lens: pd.DataFrame, h0_sim: float) -> dict[str, Any]:
+def population_h0(per_lens: pd.DataFrame, h0_sim: float, probabilistic: bool) -> dict[str, Any]:
+    """Inverse-variance weighted H0 for models with uncertainties; for point-estimate models
+    (no per-lens interval beyond the delay's) the median of the lenses, with a bootstrap error."""
     lenses = per_lens[per_lens.valid]
     if lenses.empty:
         return {"n_lenses": 0}
+    h0 = lenses.h0.to_numpy()
     sigma = np.maximum((lenses.h0_high - lenses.h0_low).to_numpy() / 2, 1e-6)
-    weights = 1 / sigma**2
-    estimate = float(np.sum(weights * lenses.h0) / weights.sum())
-    error = float(np.sqrt(1 / weights.sum()))
+    if probabilistic:
+        weights = 1 / sigma**2
+        estimate, error = float(np.sum(weights * h0) / weights.sum()), float(np.sqrt(1 / weights.sum()))
+        method = "inverse-variance weighted mean of per-lens medians"
+    else:
+        rng = np.random.default_rng(_SEED)
+        estimate = float(np.median(h0))
+        error = float(np.std([np.median(rng.choice(h0, len(h0))) for _ in range(200)]))
+        method = "median of per-lens estimates (the model gives no uncertainty), bootstrap error"
     return {
-        "n_lenses": int(len(lenses)), "h0": estimate, "h0_error": error, "h0_true": h0_sim,
-        "bias": estimate - h0_sim, "bias_in_sigma": (estimate - h0_sim) / error,
-        "median_precision_per_lens": float(np.median(sigma / lenses.h0.abs().to_numpy())),
-        "coverage_68": float(np.mean((lenses.h0_low <= h0_sim) & (h0_sim <= lenses.h0_high))),
-        "median_per_lens_h0": float(lenses.h0.median()),
+        "n_lenses": int(len(lenses)), "h0": estimate, "h0_error": error, "h0_true": h0_sim, "method": method,
+        "bias": estimate - h0_sim, "bias_in_sigma": (estimate - h0_sim) / max(error, 1e-12),
+        "median_precision_per_lens": float(np.median(sigma / np.abs(h0))) if probabilistic else None,
+        "coverage_68": float(np.mean((lenses.h0_low <= h0_sim) & (h0_sim <= lenses.h0_high))) if probabilistic else None,
     }
 
 
@@ -135,7 +143,7 @@ def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, An
         entry["equivariance_max_rms_over_scatter"] = max(equivariance)
         table = h0_per_lens(pred, rows, data, t, settings["noise"]["delay_fraction"], h0_sim, days_per_mpc_arcsec2, settings["h0"]["draws"])
         h0_tables[family] = table
-        entry["h0"] = population_h0(table, h0_sim)
+        entry["h0"] = population_h0(table, h0_sim, probabilistic=bool(np.isfinite(pred[:, :t, 1]).all()))
         results[family] = entry
     write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
                                           "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0"})
