@@ -13,13 +13,22 @@ PARAMS = "params_train"
 
 
 def list_files(input_dir: str | Path, dataset: str) -> list[str]:
-    """Sorted file names of a data set; errors name the folder and the config key."""
+    """Sorted names of everything in a data set's folder; errors name the folder and the config key.
+
+    Nothing is filtered out here: an entry that is not a challenge file (``.TXT``, a
+    stray note, a folder named like a file) goes to ingest like the others, which
+    refuses it by name or sets it aside in the ingest report, so no file is skipped
+    without a word.
+    """
     folder = Path(input_dir) / DATASETS[dataset]
     if not folder.is_dir():
         raise FileNotFoundError(f"Ariel input folder not found: {folder} (set by config key ariel.input_dir = {input_dir})")
     if dataset == "train" and not (Path(input_dir) / PARAMS).is_dir():
         raise FileNotFoundError(f"Ariel input folder not found: {Path(input_dir) / PARAMS} (config key ariel.input_dir)")
-    return sorted(p.name for p in folder.iterdir() if p.suffix == ".txt")
+    names = sorted(p.name for p in folder.iterdir())
+    if not names:
+        raise FileNotFoundError(f"Ariel input folder {folder} is empty: it should hold AAAA_BB_CC.txt challenge files (config key ariel.input_dir = {input_dir})")
+    return names
 
 
 def count_files(settings: dict[str, Any], dataset: str) -> int:
