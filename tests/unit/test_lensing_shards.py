@@ -144,6 +144,18 @@ def test_user_table_drives_the_simulation(tmp_path, lens_settings):
         ({"q": (1, 1.3)}, "line 3: column q = 1.3 must be in"),
         ({"z_src": (0, 0.1)}, "line 2: column z_src = 0.1 must be greater than z_lens"),
         ({"theta_e": (2, "abc")}, "line 4: column theta_e is not a finite number"),
+        ({"q": (0, 0.0)}, r"line 2: column q = 0.0 must be in \[0.01, 1\]"),
+        ({"q": (2, 1e-12)}, r"line 4: column q = 1e-12 must be in \[0.01, 1\]"),
+        ({"theta_e": (1, -1.0)}, "line 3: column theta_e = -1.0 must be > 0 arcsec"),
+        ({"z_src": (2, 0.5)}, "line 4: column z_src = 0.5 must be greater than z_lens"),
+        ({"z_src": (1, 1e6)}, "line 3: column z_src = 1000000.0 must be at most 20"),
+        ({"gamma": (1, "1e400")}, r"line 3: column gamma is not a finite number \(inf\)"),
+        ({"phi": (0, "nan")}, r"line 2: column phi is not a finite number \(nan\)"),
+        ({"lens_id": [0.5, 1.5, 2.0]}, r"line 2: column lens_id = 0.5 must be a whole number in \[0, 2\^53\) \(and 1 more rows\)"),
+        ({"lens_id": [3, -1, 2]}, r"line 3: column lens_id = -1.0 must be a whole number"),
+        ({"lens_id": [3, "x7", 2]}, r"line 3: column lens_id is not a finite number \('x7'\)"),
+        ({"lens_id": [3, 1, 3]}, "line 4: lens_id 3 appears twice"),
+        ({"source_x": [0.1, 0.2, 0.3]}, "give source_x, source_y or image_x, image_y, not both"),
     ],
 )
 def test_bad_table_names_line_and_column(tmp_path, change, message):
@@ -155,12 +167,50 @@ def test_bad_table_names_line_and_column(tmp_path, change, message):
     for column, value in change.items():
         if column == "drop":
             table = table.drop(columns=value)
+        elif isinstance(value, list):
+            table[column] = value
         else:
             table.loc[value[0], column] = value[1]
     path = tmp_path / "t.csv"
     table.to_csv(path, index=False)
     with pytest.raises(LensTableError, match=message):
         read_lens_table(path)
+
+
+GOOD_ROW = "1.2,0.8,0.1,0.05,0.0,0.3,1.5,1.0,0.3"
+HEADER = "theta_e,q,phi,gamma,phi_gamma,z_lens,z_src,image_x,image_y"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("t.csv", HEADER + "\n", "t.csv: the table has no lens rows"),
+        ("t.csv", "", "t.csv: the file is empty"),
+        ("t.csv", f"{HEADER}\n{GOOD_ROW},7\n", r"t.csv: the lines hold more values than the header line names columns"),
+        ("t.csv", f"{HEADER}\n{GOOD_ROW}\n{GOOD_ROW},7\n", r"t.csv: not a readable CSV table \(.*Expected 9 fields in line 3, saw 10\)"),
+        ("t.csv", HEADER.replace("phi,", "phi,q,") + "\n" + GOOD_ROW.replace("0.1,", "0.1,0.5,") + "\n", "t.csv: column\\(s\\) q appear more than once"),
+        ("t.csv", HEADER.replace("image_x,image_y", "source_x") + "\n" + GOOD_ROW.rsplit(",", 1)[0] + "\n", "missing column\\(s\\): source_y"),
+        ("t.csv", f"{HEADER}\n\n{GOOD_ROW}\n\n{GOOD_ROW.replace('0.8', '1.7')}\n", r"t.csv, line 5: column q = 1.7"),
+        ("t.xlsx", "x", r"t.xlsx: a lens table is a CSV \(.csv, .txt\) or Parquet \(.parquet, .pq\) file \(config key lensing.table\)"),
+        ("t.parquet", "not parquet", "t.parquet: not a readable Parquet file"),
+    ],
+)
+def test_unreadable_or_empty_table_names_the_file(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(LensTableError, match=message):
+        read_lens_table(path)
+
+
+def test_table_blank_lines_are_skipped_and_a_lens_id_index_is_kept(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(f"{HEADER}\n\n{GOOD_ROW}\n{GOOD_ROW}\n\n")
+    assert read_lens_table(path).lens_id.tolist() == [0, 1]
+    table = pd.read_csv(path).assign(lens_id=[7, 9]).set_index("lens_id")
+    table.to_parquet(tmp_path / "t.parquet")
+    assert read_lens_table(tmp_path / "t.parquet").lens_id.tolist() == [7, 9]
+    with pytest.raises(LensTableError, match="is not a file"):
+        read_lens_table(tmp_path)
 
 
 def test_cli_count_and_help(tmp_path):
