@@ -1,13 +1,15 @@
-"""Shared core: shard planning, atomic writes, counter-based randomness, config validation."""
+"""Shared core: shard planning, atomic writes, counter-based randomness, config validation, array sets."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hpcml.core import atomic, config
+from hpcml.core.batches import ArraySet
 from hpcml.core.randomness import normals, truncated_normals, uniforms
 from hpcml.core.shards import chunk_ranges, plan_shards
 
@@ -76,3 +78,17 @@ def test_shipped_configs_are_valid():
     for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")):
         if path.name != "schema.yaml":
             config.load(path)
+
+
+def test_array_set_reads_arrays_from_two_folders_and_pickles_as_paths(tmp_path):
+    """A dataset's arrays and a file kept elsewhere, by name; workers receive paths, not data."""
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "targets.npy", np.arange(6.0))
+    np.save(tmp_path / "render.npy", np.ones((6, 4, 4), dtype=np.float32))
+    arrays = ArraySet(tmp_path / "data", ["targets"], files={"render": tmp_path / "render.npy"})
+    assert arrays.names == ("targets", "render") and len(arrays) == 6
+    assert arrays["render"].shape == (6, 4, 4) and arrays.nbytes(["render"], 2) == 2 * 64
+    state = pickle.dumps(arrays)
+    assert len(state) < 1000
+    copy = pickle.loads(state)
+    assert copy._arrays is None and np.array_equal(copy["targets"], np.arange(6.0))

@@ -9,7 +9,7 @@ so a worker process that loads it starts in the time torch takes to import.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +19,29 @@ from torch.utils.data import Dataset, Sampler
 
 
 class ArraySet:
-    """Named ``.npy`` files of one folder, memory-mapped read-only on first use in each process.
+    """Named ``.npy`` files, memory-mapped read-only on first use in each process.
 
-    Pickles as paths only, so nothing large is sent to DataLoader workers.
+    ``names`` are ``<folder>/<name>.npy``; ``files`` adds arrays kept elsewhere, by name
+    (a model reading the images rendered beside a catalogue with a dataset's labels),
+    so no large file is copied or linked. Pickles as paths only, so nothing large is
+    sent to DataLoader workers.
     """
 
-    def __init__(self, folder: str | Path, names: Sequence[str]) -> None:
-        self.folder = Path(folder)
-        self.names = tuple(names)
+    def __init__(self, folder: str | Path, names: Sequence[str], files: Mapping[str, str | Path] | None = None) -> None:
+        self.paths = {n: Path(folder) / f"{n}.npy" for n in names} | {n: Path(p) for n, p in (files or {}).items()}
+        self.names = tuple(self.paths)
         self._arrays: dict[str, np.ndarray] | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if self._arrays is None:
-            self._arrays = {n: np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in self.names}
+            self._arrays = {n: np.load(p, mmap_mode="r") for n, p in self.paths.items()}
         return self._arrays[name]
 
     def __len__(self) -> int:
         return len(self[self.names[0]])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "names": self.names, "_arrays": None}
+        return {"paths": self.paths, "names": self.names, "_arrays": None}
 
     def nbytes(self, names: Sequence[str], n_rows: int) -> int:
         """Bytes that ``n_rows`` rows of ``names`` take in their stored dtype."""
