@@ -1,7 +1,9 @@
 """Lens models: label transforms follow the physics, the set model is equivariant and
-order-free, every parameter learns, and a tiny training run lowers the loss."""
+order-free, every parameter learns, and a tiny training run lowers the loss; the CNN's
+image augmentation turns the sky the way its labels turn."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,10 +12,13 @@ import pytest
 import torch
 
 from hpcml.core import config
+from hpcml.core.randomness import uniforms
+from hpcml.lensing.cnn import LensCNN, aperture, move_images
 from hpcml.lensing.conventions import q_phi_to_e1e2
 from hpcml.lensing.model import LensParams, deflection, potential
 from hpcml.lensing.networks import DenseBaseline, SetModel
 from hpcml.lensing.observables import build
+from hpcml.lensing.render import S_SRC_Q, render
 from hpcml.lensing.simulate import LensInputs, simulate_family
 from hpcml.lensing.symmetry import rotate, rotate_spin2
 from hpcml.lensing.train import train_model
@@ -120,3 +125,84 @@ def test_tiny_training_lowers_the_loss(tiny_lens_data, tmp_path):
     rows = np.load(tmp_path / "set" / "rows_test.npy")
     assert pred.shape == (len(rows), 5 + 3 * 4, 2) and np.isfinite(pred[:, :5]).all()
     assert set(rows).isdisjoint(np.load(tmp_path / "set" / "rows_val.npy"))
+
+
+# -- CNN on rendered images ----------------------------------------------------
+RENDER = {"size": 16, "pixel_scale": 0.1, "supersample": 2, "psf_fwhm": 0.1, "noise_sigma": 0.0, "source_r_eff": 0.15, "source_n": 1.5}
+
+
+def _cnn_batch(n: int = 4, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.cat([torch.zeros(n, 2), 0.35 + 0.1 * torch.randn(n, 1, generator=g), 2 + 0.5 * torch.randn(n, 1, generator=g)], dim=1)
+    return torch.rand(n, size, size, generator=g), lens, torch.randn(n, 5, generator=g)
+
+
+def test_image_rotation_of_the_augmentation_is_the_sky_rotation_of_the_labels():
+    """A rendered lens turned 90 degrees by the augmentation equals the lens rendered with its
+    position angle +90, its shear and its source position rotated as the labels are; the
+    other direction does not. The source (whose own orientation render draws from the lens
+    index) is one the stream makes round, so turning the lens turns the whole sky."""
+    seed = 7
+    index = np.array([int(np.argmax(uniforms(seed, np.arange(2000), S_SRC_Q)))])
+    assert 0.5 + 0.5 * uniforms(seed, index, S_SRC_Q)[0] > 0.999
+    a = math.pi / 2
+    g1, g2, bx, by = np.array([0.05]), np.array([-0.02]), np.array([0.12]), np.array([0.05])
+    sky = render(LensParams(np.array([1.1]), np.array([0.7]), np.array([0.4]), g1, g2), bx, by, seed, index, RENDER)
+    turned = render(LensParams(np.array([1.1]), np.array([0.7]), np.array([0.4 + a]), *rotate_spin2(g1, g2, a)), *rotate(bx, by, a), seed, index, RENDER)
+    disc = aperture(RENDER["size"], torch.device("cpu"))
+    expected = torch.from_numpy(turned) * disc
+    for angle, matches in ((a, True), (-a, False)):
+        moved = move_images(torch.from_numpy(sky), torch.tensor([angle]), torch.zeros(1, 2)) * disc
+        assert (torch.abs(moved - expected).max() < 1e-3 * expected.max()) == matches
+
+
+def test_image_translation_moves_the_sky_along_x_and_y():
+    """Columns run along +x and rows along +y (render.pixel_grid): a shift of (+2, -1) pixels
+    moves content two columns right and one row down; sub-pixel shifts interpolate."""
+    images = torch.zeros(1, 16, 16)
+    images[0, 8, 5] = 1.0
+    moved = move_images(images, torch.zeros(1), torch.tensor([[2.0, -1.0]]))
+    assert moved[0, 7, 7] == pytest.approx(1.0, abs=1e-6) and moved.sum() == pytest.approx(1.0, abs=1e-6)
+    half = move_images(images, torch.zeros(1), torch.tensor([[0.5, 0.0]]))
+    assert half[0, 8, 5] == pytest.approx(0.5, abs=1e-6) and half[0, 8, 6] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_cnn_transform_rotates_labels_and_keeps_the_prediction_layout():
+    model = LensCNN(SCALING, TARGETS, 4, 1e-3, pixel_scale=0.1).eval()
+    batch = _cnn_batch()
+    angle = torch.full((4,), math.pi / 2)
+    moved = model.transform(batch, angle, torch.zeros(4, 2))
+    assert torch.allclose(moved[2], model.rotate_targets(batch[2], angle))
+    assert torch.allclose(moved[1][:, 2:], batch[1][:, 2:])
+    out = model.predict_step(batch[:2], 0)
+    assert out.shape == (4, 5 + 3 * 4, 2)
+    assert torch.isfinite(out[:, :5]).all() and (out[:, :5, 1] > 0).all() and torch.isnan(out[:, 5:]).all()
+
+
+def test_every_cnn_parameter_gets_a_gradient():
+    model = LensCNN(SCALING, TARGETS, 4, 1e-3, pixel_scale=0.1)
+    optimiser = model.configure_optimizers()
+    assert {id(p) for g in optimiser.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    assert model.backbone.conv1.in_channels == 1
+    model.loss(model.augmented(_cnn_batch())).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    assert not missing
+
+
+def test_tiny_cnn_training_runs_through_the_shared_path(tiny_lens_data, tmp_path):
+    """Images from another folder (the catalogue's render.npy) line up with the dataset's rows;
+    a mismatched file is refused."""
+    data, cfg = tiny_lens_data
+    n = len(np.load(data / "targets.npy"))
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "render.npy", rng.random((n, 16, 16), dtype=np.float32))
+    cfg = config.validate({**cfg, "wandb": {"mode": "disabled"}, "training": {"num_workers": 0},
+                           "lensing": {**cfg["lensing"], "models": {**cfg["lensing"]["models"], "cnn": {"max_epochs": 1, "batch_size": 64}}}})
+    train_model("cnn", data, tmp_path / "cnn", cfg, render=tmp_path / "render.npy")
+    pred = np.load(tmp_path / "cnn" / "pred_test.npy")
+    assert pred.shape == (len(np.load(tmp_path / "cnn" / "rows_test.npy")), 5 + 3 * 4, 2)
+    assert np.isfinite(pred[:, :5]).all() and np.isnan(pred[:, 5:]).all()
+    assert json.loads((tmp_path / "cnn" / "equivariance.json").read_text())["n_systems"] > 0
+    np.save(tmp_path / "short.npy", np.zeros((n - 1, 16, 16), dtype=np.float32))
+    with pytest.raises(ValueError, match="different catalogues"):
+        train_model("cnn", data, tmp_path / "cnn2", cfg, render=tmp_path / "short.npy")

@@ -19,11 +19,14 @@ READS = {
 }
 MODEL_READS = ("seed", "lensing.models.max_images", "lensing.models.targets", "lensing.models.splits.test_fold",
                "lensing.models.splits.val_fold", "lensing.models.{section}", "training", "wandb")
+# The CNN turns its shift (arcsec) into pixels of the rendered images.
+CNN_READS = ("lensing.render.pixel_scale",)
 
 
 def train_reads(model: str) -> tuple[str, ...]:
     """What training ``model`` reads: its section (baseline_n2 -> lensing.models.baseline) and the shared keys."""
-    return tuple(k.format(section=section(model)) for k in MODEL_READS)
+    shared = tuple(k.format(section=section(model)) for k in MODEL_READS)
+    return shared + CNN_READS if model == "cnn" else shared
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="dataset folder")
     p.set_defaults(func=_dataset)
 
-    p = steps.add_parser("train", help="train one lens model (baseline_n<k> or set); predictions, equivariance, summary.json")
-    p.add_argument("--model", required=True, help="baseline_n1, baseline_n2, baseline_n4 (one per image count) or set")
+    p = steps.add_parser("train", help="train one lens model (baseline_n<k>, set or cnn); predictions, equivariance, summary.json")
+    p.add_argument("--model", required=True, help="baseline_n1, baseline_n2, baseline_n4 (one per image count), set, or cnn")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--render", type=Path, help="the family's rendered images, <catalogue>/render.npy (cnn only)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
     p.set_defaults(func=_train)
 
@@ -111,7 +115,7 @@ def _dataset(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from hpcml.lensing.train import train_model
 
-    train_model(args.model, args.data, args.out, step_config(args))
+    train_model(args.model, args.data, args.out, step_config(args), render=args.render)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -5,12 +5,11 @@ from typing import Any
 
 
 def model_names(settings: dict[str, Any]) -> list[str]:
-    """Every model the config asks for: baseline_n<k> per image count, and set."""
+    """Every model the config asks for: baseline_n<k> per image count, set, and cnn (on rendered images)."""
     names = []
     if "baseline" in settings["train"]:
         names += [f"baseline_n{k}" for k in settings["baseline"]["image_counts"]]
-    if "set" in settings["train"]:
-        names.append("set")
+    names += [m for m in ("set", "cnn") if m in settings["train"]]
     return names
 
 

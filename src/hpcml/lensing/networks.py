@@ -14,6 +14,8 @@ predicts physical values, so every number reported downstream is in physical uni
   its outputs back, so it is equivariant to rotations and translations by construction;
   a permutation-invariant encoder with masking reads the images; it predicts a mean and
   a standard deviation per target (Gaussian negative log-likelihood).
+
+:mod:`hpcml.lensing.cnn` adds a CNN on rendered images on the same base.
 """
 from __future__ import annotations
 
@@ -25,22 +27,37 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from hpcml.lensing.observables import ARRAYS
 from hpcml.lensing.symmetry import rotate, rotate_spin2, spin2_partner
 
 Batch = tuple[torch.Tensor, ...]
+# Log-variances are kept where exp() neither underflows the loss nor explodes it.
+LOGVAR_RANGE = (-12, 8)
 
 
-def _mlp(n_in: int, width: int, n_out: int, depth: int = 3) -> nn.Sequential:
+def mlp(n_in: int, width: int, n_out: int, depth: int = 3) -> nn.Sequential:
     layers: list[nn.Module] = []
     for k in range(depth):
         layers += [nn.Linear(n_in if k == 0 else width, width), nn.GELU()]
     return nn.Sequential(*layers, nn.Linear(width, n_out))
 
 
+def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (constant dropped), over the entries ``weight`` keeps."""
+    nll = 0.5 * (logvar + (mean - labels) ** 2 * torch.exp(-logvar))
+    return nll.mean() if weight is None else (nll * weight).sum() / weight.sum()
+
+
 class LensModel(pl.LightningModule, ABC):
-    """What every lens model shares: scaling, label-aware augmentation, losses, predict."""
+    """What every lens model shares: scaling, label-aware augmentation, losses, predict.
+
+    ``batch_names`` are the dataset arrays of a training batch, in order; a prediction
+    batch holds the first ``len(input_names)`` of them.
+    """
 
     probabilistic = False
+    batch_names: tuple[str, ...] = ARRAYS
+    input_names: tuple[str, ...] = ARRAYS[:3]
 
     def __init__(self, scaling: dict[str, Any], targets: list[str], max_images: int, learning_rate: float, augment: bool, shift: float) -> None:
         super().__init__()
@@ -67,9 +84,13 @@ class LensModel(pl.LightningModule, ABC):
         a = angle[:, None]
         x, y = rotate(images[..., 0], images[..., 1], a)
         images = torch.stack([x + shift[:, :1], y + shift[:, 1:], images[..., 2], images[..., 3]], dim=-1) * mask[..., None]
+        return images, mask, self.move_lens(lens, angle, shift), self.rotate_targets(targets, angle), self.rotate_image_targets(image_targets, angle)
+
+    @staticmethod
+    def move_lens(lens: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Lens rows [B, 4] (x0, y0, z_lens, z_src): the centre rotates and shifts, the redshifts stay."""
         x0, y0 = rotate(lens[:, 0], lens[:, 1], angle)
-        lens = torch.stack([x0 + shift[:, 0], y0 + shift[:, 1], lens[:, 2], lens[:, 3]], dim=-1)
-        return images, mask, lens, self.rotate_targets(targets, angle), self.rotate_image_targets(image_targets, angle)
+        return torch.stack([x0 + shift[:, 0], y0 + shift[:, 1], lens[:, 2], lens[:, 3]], dim=-1)
 
     def rotate_targets(self, targets: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
         targets = targets.clone()
@@ -129,12 +150,13 @@ class LensModel(pl.LightningModule, ABC):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """[B, T + 3M, 2]: physical mean and standard deviation (NaN where a model has none)."""
-        mean, std = self.predict_physical(batch[0], batch[1], batch[2])
+        mean, std = self.predict_physical(*batch[: len(self.input_names)])
         return torch.stack([mean, std], dim=-1)
 
     @abstractmethod
-    def predict_physical(self, images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Physical means and standard deviations [B, T + 3M] (NaN for absent images)."""
+    def predict_physical(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Physical means and standard deviations [B, T + 3M] (NaN for absent images) from the
+        arrays named ``input_names``."""
 
     def _flat(self, t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         return torch.cat([t, i.flatten(1)], dim=1)
@@ -147,7 +169,7 @@ class DenseBaseline(LensModel):
                  width: int = 128, augment: bool = True, shift: float = 0.2) -> None:
         super().__init__(scaling, targets, max_images, learning_rate, augment, shift)
         self.k = n_images
-        self.net = _mlp(4 * n_images + 4, width, len(targets) + 3 * n_images)
+        self.net = mlp(4 * n_images + 4, width, len(targets) + 3 * n_images)
 
     def _forward(self, images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images, mask)[:, : self.k].flatten(1)
@@ -178,10 +200,10 @@ class SetModel(LensModel):
                  width: int = 128, augment: bool = False, shift: float = 0.2) -> None:
         super().__init__(scaling, targets, max_images, learning_rate, augment, shift)
         n_in = 4 + 2 + 1
-        self.encode = _mlp(n_in, width, width, depth=2)
-        self.interact = _mlp(2 * width, width, width, depth=2)
-        self.lens_head = _mlp(2 * width + 3, width, 2 * len(targets), depth=2)
-        self.image_head = _mlp(2 * width, width, 6, depth=2)
+        self.encode = mlp(n_in, width, width, depth=2)
+        self.interact = mlp(2 * width, width, width, depth=2)
+        self.lens_head = mlp(2 * width + 3, width, 2 * len(targets), depth=2)
+        self.image_head = mlp(2 * width, width, 6, depth=2)
 
     @staticmethod
     def frame(images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +231,7 @@ class SetModel(LensModel):
         lens_out = self.lens_head(torch.cat([pooled, z, count], dim=1)).view(-1, len(self.targets), 2)
         image_out = self.image_head(torch.cat([h, pooled[:, None, : h.shape[-1]].expand(-1, self.m, -1)], dim=-1)).view(-1, self.m, 3, 2)
         mean = torch.cat([lens_out[..., 0], image_out[..., 0].flatten(1)], dim=1)
-        logvar = torch.cat([lens_out[..., 1], image_out[..., 1].flatten(1)], dim=1).clamp(-12, 8)
+        logvar = torch.cat([lens_out[..., 1], image_out[..., 1].flatten(1)], dim=1).clamp(*LOGVAR_RANGE)
         return mean, logvar
 
     def loss(self, batch: Batch) -> torch.Tensor:
@@ -217,9 +239,7 @@ class SetModel(LensModel):
         angle, _ = self.frame(images, mask, lens)
         labels = self.normalised_labels(self.rotate_targets(targets, -angle), self.rotate_image_targets(image_targets, -angle))
         mean, logvar = self._forward(images, mask, lens)
-        weight = self.label_mask(mask)
-        nll = 0.5 * (logvar + (mean - labels) ** 2 * torch.exp(-logvar))
-        return (nll * weight).sum() / weight.sum()
+        return gaussian_nll(mean, logvar, labels, self.label_mask(mask))
 
     def predict_physical(self, images: torch.Tensor, mask: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         angle, _ = self.frame(images, mask, lens)
