@@ -9,6 +9,8 @@ image's offset from the source is its deflection), drawn from the predicted
 distributions; H0 = H0_sim D_dt,true / D_dt,est, since D_dt scales as 1/H0 at fixed
 redshifts and matter density. The population estimate combines the lenses by
 inverse-variance weighting; its bias is measured in units of its own uncertainty.
+A model that predicts no per-image quantities (the CNN on rendered images) gets the
+lens-parameter metrics only.
 """
 from __future__ import annotations
 
@@ -134,22 +136,26 @@ def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, An
         for count in np.unique(n_img):
             sel = n_img == count
             entry["by_image_count"][str(int(count))] = {name: point_metrics(pred[sel, k, 0], truth[sel, k])["rmse"] for k, name in enumerate(targets)}
-        image_truth = np.asarray(data["image_targets"][rows], dtype=np.float64)
-        mask = np.asarray(data["mask"][rows]).astype(bool)
-        image_pred = pred[:, t:, 0].reshape(len(rows), -1, len(IMAGE_TARGETS))
-        for j, name in enumerate(IMAGE_TARGETS):
-            entry["image_targets"][name] = point_metrics(image_pred[..., j][mask], image_truth[..., j][mask])
         equivariance = [json.loads((Path(model_dirs[m]) / "equivariance.json").read_text())["max_rms_over_scatter"] for m in model_dirs if section(m) == family]
         entry["equivariance_max_rms_over_scatter"] = max(equivariance)
+        results[family] = entry
+        image_pred = pred[:, t:, 0].reshape(len(rows), -1, len(IMAGE_TARGETS))
+        if np.isnan(image_pred).all():
+            entry["image_targets"] = entry["h0"] = None
+            continue
+        image_truth = np.asarray(data["image_targets"][rows], dtype=np.float64)
+        mask = np.asarray(data["mask"][rows]).astype(bool)
+        for j, name in enumerate(IMAGE_TARGETS):
+            entry["image_targets"][name] = point_metrics(image_pred[..., j][mask], image_truth[..., j][mask])
         table = h0_per_lens(pred, rows, data, t, settings["noise"]["delay_fraction"], h0_sim, days_per_mpc_arcsec2, settings["h0"]["draws"])
         h0_tables[family] = table
         entry["h0"] = population_h0(table, h0_sim, probabilistic=bool(np.isfinite(pred[:, :t, 1]).all()))
-        results[family] = entry
     write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
-                                          "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0"})
+                                          "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0",
+                                          "null": "image_targets and h0 of a model that predicts no per-image quantities"})
     _plots(families, data, targets, results, h0_tables, h0_sim, out_dir)
     for family, entry in results.items():
-        log.info("%s: theta_e RMSE %s, H0 %s", family, entry["targets"].get("theta_e", {}).get("rmse"), entry["h0"].get("h0"))
+        log.info("%s: theta_e RMSE %s, H0 %s", family, entry["targets"].get("theta_e", {}).get("rmse"), (entry["h0"] or {}).get("h0"))
     return results
 
 
