@@ -1,5 +1,6 @@
 # Lensing models: one family's catalogue -> noisy observables and lens-id folds ->
-# the group's baselines (one per image count) and the set model -> evaluation and H0.
+# the group's baselines (one per image count), the set model and the CNN on rendered
+# images -> evaluation and H0.
 from hpcml.lensing.cli import READS as LENS_READS, train_reads as lens_train_reads
 from hpcml.lensing.naming import model_names as lens_model_names
 
@@ -10,8 +11,13 @@ LENS_DATA_ARRAYS = ["images.npy", "mask.npy", "lens.npy", "targets.npy", "image_
 LENS_MODEL_FILES = ["pred_val.npy", "pred_test.npy", "rows_val.npy", "rows_test.npy", "equivariance.json", "summary.json"]
 LENS_EVAL_FIGURES = ["predicted_vs_true", "errors_by_image_count", "calibration", "h0"]
 LENS_WORKERS = config["training"]["num_workers"]
+# Rows in the catalogue's order, which the dataset keeps: the CNN reads them beside its arrays.
+LENS_RENDER = f"{LENS_DIR}/catalog/{LENS_MODELS['family']}/render.npy"
 if LENS["enabled"] and LENS_MODELS["enabled"] and LENS_MODELS["family"] not in LENS_FAMILIES:
     raise WorkflowError(f"lensing.models.family ({LENS_MODELS['family']}) must be one of lensing.families {LENS_FAMILIES}")
+if LENS["enabled"] and LENS_MODELS["enabled"] and "cnn" in LENS_MODELS["train"] and not LENS["render"]["enabled"]:
+    raise WorkflowError("lensing.models.train lists cnn, which learns from rendered images, but lensing.render.enabled is false: "
+                        "enable rendering or drop cnn")
 
 
 rule lensing_dataset:
@@ -35,6 +41,7 @@ rule lensing_dataset:
 rule lensing_train:
     input:
         rules.lensing_dataset.output,
+        render=lambda w: LENS_RENDER if w.model == "cnn" else [],
     output:
         [f"{LENS_MODEL_DIR}/{{model}}/{name}" for name in LENS_MODEL_FILES],
     wildcard_constraints:
@@ -44,6 +51,7 @@ rule lensing_train:
         settings=lambda w: step_settings(lens_train_reads(w.model), omit=["training.num_workers"]),
         data=subpath(input[0], parent=True),
         out=subpath(output[0], parent=True),
+        render=lambda w, input: f"--render {input.render}" if w.model == "cnn" else "",
     resources:
         workers=LENS_WORKERS,
         cpus_per_gpu=LENS_WORKERS + 1,
@@ -53,7 +61,7 @@ rule lensing_train:
         ENV
     shell:
         "hpcml lensing train --settings {params.settings} --set training.num_workers={resources.workers} "
-        "--model {wildcards.model} --data {params.data} --out {params.out} > {log} 2>&1"
+        "--model {wildcards.model} --data {params.data} {params.render} --out {params.out} > {log} 2>&1"
 
 
 rule lensing_evaluate:
