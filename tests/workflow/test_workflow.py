@@ -117,3 +117,24 @@ def test_dry_run_of_shipped_configs(tmp_path):
 def test_snakemake_lint_is_clean(tmp_path):
     run = snakemake(tmp_path, "--lint", configfile=ROOT / "config" / "config.yaml")
     assert run.returncode == 0 and "Congratulations" in run.stdout, run.stdout[-3000:]
+
+
+def test_grid_and_bayes_sweeps_run_and_report(finished):
+    """A 4-trial grid and a 4-trial bayes sweep with 2 workers on top of the finished tiny run."""
+    config = finished / "sweeps.yaml"
+    tiny = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
+    config.write_text(yaml.safe_dump({**tiny, "sweeps": [str(ROOT / "tests" / "sweeps" / f"gbt_{m}.yaml") for m in ("grid", "bayes")]}))
+    run = snakemake(finished, "--cores", "2", configfile=config)
+    assert run.returncode == 0, run.stdout[-4000:]
+    for name in ("gbt_grid", "gbt_bayes"):
+        folder = finished / "results" / "sweeps" / name
+        results = pd.read_parquet(folder / "results.parquet")
+        assert len(results) == 4 and results.trial.is_unique
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["best"]["val_score"] == results.val_score.max()
+        best = yaml.safe_load((folder / "best.yaml").read_text())
+        assert set(best["ariel"]["gbt"]) == {"max_iter"}
+        assert (folder / "parallel_coordinates.png").stat().st_size > 1000
+    assert sorted(p.name for p in (finished / "results" / "sweeps" / "gbt_grid" / "trials").iterdir()) == [f"max_iter~{k}" for k in (2, 4, 6, 8)]
+    again = snakemake(finished, "--cores", "2", "-n", configfile=config)
+    assert "Nothing to be done" in again.stdout, "a rerun reuses finished trials"

@@ -1,0 +1,1 @@
+"""Hyper-parameter sweeps over any training rule: grid and random as Snakemake jobs, bayes as Optuna workers."""

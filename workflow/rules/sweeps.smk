@@ -1,0 +1,108 @@
+# Sweeps: trials of a training rule with --set overrides. grid and random: one job per
+# trial (one SLURM array per sweep), folders named by their parameters (Paramspace);
+# bayes: N workers sharing one Optuna journal. Then one results table per sweep.
+SWEEPS = {}
+if config["sweeps"]:
+    from hpcml.sweeps.definition import load_all
+
+    try:
+        SWEEPS = load_all(config["sweeps"], config)
+    except hpcml_config.ConfigError as error:
+        raise WorkflowError(str(error))
+SWEEP_DIR = f"{RESULTS}/sweeps"
+SWEEP_WORKERS = config["training"]["num_workers"]
+
+
+def sweep_inputs(name):
+    """The files the swept rule's step reads: the same inputs as the rule itself."""
+    sweep = SWEEPS[name]
+    if sweep.trainer.pipeline == "ariel":
+        return list(ARIEL_TRAIN_INPUT["data"]) + [ARIEL_TRAIN_INPUT["folds"], ARIEL_TRAIN_INPUT["transforms"]]
+    return rules.lensing_dataset.output
+
+
+def sweep_command(name):
+    """The swept rule's step for the sweep's model, without --out (trials add --set and --out)."""
+    sweep = SWEEPS[name]
+    reads = sweep.trainer.reads(sweep.model)
+    settings = step_settings(reads, omit=["training.num_workers"])
+    workers = f" --set training.num_workers={SWEEP_WORKERS}" if "training" in reads else ""
+    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings}{workers} --model {sweep.model}"
+    if sweep.trainer.pipeline == "ariel":
+        return f"{base} --data {ARIEL_DATA} --folds {ARIEL_TRAIN_INPUT['folds']} --transforms {ARIEL_TRAIN_INPUT['transforms']}"
+    return f"{base} --data {LENS_MODEL_DIR}/data"
+
+
+def sweep_outputs(name):
+    sweep = SWEEPS[name]
+    if sweep.method == "bayes":
+        return [f"{SWEEP_DIR}/{name}/workers/{k}.done" for k in range(sweep.workers)]
+    return [f"{SWEEP_DIR}/{name}/trials/{trial}/summary.json" for trial in sweep.trials()]
+
+
+wildcard_constraints:
+    sweep="|".join(SWEEPS) or "none",
+    trial=r"[^/]+",
+
+
+rule sweep_trial:
+    input:
+        lambda w: sweep_inputs(w.sweep),
+    output:
+        f"{SWEEP_DIR}/{{sweep}}/trials/{{trial}}/summary.json",
+    params:
+        command=lambda w: sweep_command(w.sweep),
+        sets=lambda w: " ".join(shlex.quote(f"--set={k}={json.dumps(v)}") for k, v in SWEEPS[w.sweep].trials()[w.trial].items()),
+        out=subpath(output[0], parent=True),
+    resources:
+        cpus_per_gpu=SWEEP_WORKERS + 1,
+    log:
+        f"{LOGS}/sweeps/{{sweep}}/{{trial}}.log",
+    conda:
+        ENV
+    shell:
+        "{params.command} {params.sets} --out {params.out} > {log} 2>&1"
+
+
+rule sweep_worker:
+    input:
+        lambda w: sweep_inputs(w.sweep),
+    output:
+        f"{SWEEP_DIR}/{{sweep}}/workers/{{worker}}.done",
+    params:
+        settings=step_settings(("seed",)),
+        definition=lambda w: SWEEPS[w.sweep].path,
+        command=lambda w: shlex.quote(sweep_command(w.sweep)),
+        folder=subpath(output[0], ancestor=2),
+    resources:
+        cpus_per_gpu=SWEEP_WORKERS + 1,
+    log:
+        f"{LOGS}/sweeps/{{sweep}}/worker_{{worker}}.log",
+    conda:
+        ENV
+    shell:
+        "hpcml sweep worker --settings {params.settings} --definition {params.definition} --command {params.command} "
+        "--folder {params.folder} --worker {wildcards.worker} --done {output} > {log} 2>&1"
+
+
+rule sweep_results:
+    input:
+        lambda w: sweep_outputs(w.sweep),
+    output:
+        report(f"{SWEEP_DIR}/{{sweep}}/parallel_coordinates.png", caption="../report/sweep_parallel_coordinates.rst", category="Sweeps", subcategory="{sweep}"),
+        table=f"{SWEEP_DIR}/{{sweep}}/results.parquet",
+        best=f"{SWEEP_DIR}/{{sweep}}/best.yaml",
+        summary=f"{SWEEP_DIR}/{{sweep}}/summary.json",
+    params:
+        settings=step_settings(("seed",)),
+        definition=lambda w: SWEEPS[w.sweep].path,
+        folder=subpath(output.summary, parent=True),
+    log:
+        f"{LOGS}/sweeps/{{sweep}}/results.log",
+    conda:
+        ENV
+    shell:
+        "hpcml sweep results --settings {params.settings} --definition {params.definition} --folder {params.folder} > {log} 2>&1"
+
+
+TARGETS.extend(f"{SWEEP_DIR}/{name}/summary.json" for name in SWEEPS)
