@@ -11,6 +11,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/lensing.smk"
 include: "workflow/rules/lensing_models.smk"
 include: "workflow/rules/ariel.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/report.smk"
 
 
