@@ -6,9 +6,13 @@ on a login node, profiled, or tested without Snakemake.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import warnings
+
+import yaml
 
 from hpcml import __version__
 from hpcml.ariel import cli as ariel_cli
@@ -48,10 +52,39 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"hpcml: error: {error}", file=sys.stderr)
+    except BrokenPipeError:
+        # the reader left (``hpcml config | head``); flushing at exit would fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, RuntimeError, yaml.YAMLError, OSError) as error:
+        message = user_error(error, args)
+        if message is None:
+            raise
+        print(f"hpcml: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def user_error(error: Exception, args: argparse.Namespace) -> str | None:
+    """What to tell the user about ``error``, or None for a bug (which keeps its traceback).
+
+    The project raises ValueError and RuntimeError subclasses (ConfigError, format,
+    table and id errors) with messages that name the file, line or key; the standard
+    library's errors get the argument or file they came from added here.
+    """
+    if isinstance(error, json.JSONDecodeError) and error.doc == getattr(args, "settings", None):
+        return f"--settings is not valid JSON: {error}"
+    if isinstance(error, yaml.YAMLError):
+        mark = getattr(error, "problem_mark", None)
+        text = mark.buffer.rstrip("\0") if mark is not None and mark.buffer else None
+        items = [item for item in getattr(args, "overrides", []) if item.partition("=")[2] == text]
+        return f"--set {items[0]}: the value is not valid YAML ({getattr(error, 'problem', error)})" if items else f"not valid YAML: {error}"
+    if isinstance(error, OSError):
+        if error.filename is not None:
+            return f"{error.filename}: {error.strerror}"
+        # the project's own FileNotFoundErrors carry a message naming the folder and key
+        return str(error) if isinstance(error, FileNotFoundError) else None
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ from hpcml.core import config as hpcml_config
 from hpcml.core.shards import plan_shards
 
 try:
+    # Snakemake's own YAML reading keeps the last of a repeated key; ours names it.
+    for _file in workflow.configfiles:
+        hpcml_config.read(_file)
     _validated = hpcml_config.validate(config)
+    hpcml_config.check_consistency(_validated)
 except hpcml_config.ConfigError as error:
     raise WorkflowError(f"{error}\nSee config/schema.yaml or the README's config reference.")
 config.clear()

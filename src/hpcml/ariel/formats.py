@@ -21,8 +21,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-N_WAVELENGTHS = 55
-N_TIMESTEPS = 300
+from hpcml.ariel.layout import N_TIMESTEPS, N_WAVELENGTHS  # noqa: F401 (the shape, for the parser's users)
+
 STELLAR_KEYS = ("star_temp", "star_logg", "star_rad", "star_mass", "star_k_mag", "period")
 PARAM_KEYS = ("sma", "incl")
 NAME_RE = re.compile(r"^(\d{4})_(\d{2})_(\d{2})\.txt$")

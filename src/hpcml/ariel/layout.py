@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# Every noisy file holds 55 wavelengths x 300 time steps (config checks use the shape too).
+N_WAVELENGTHS = 55
+N_TIMESTEPS = 300
 DATASETS = {"train": "noisy_train", "test": "noisy_test"}
 PARAMS = "params_train"
 

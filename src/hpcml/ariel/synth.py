@@ -19,6 +19,7 @@ import numpy as np
 
 from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, STELLAR_KEYS
 from hpcml.core.atomic import write_json, write_text
+from hpcml.core.config import ConfigError, too_many_planets
 from hpcml.core.randomness import normals, uniforms
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ def generate(out_dir: str | Path, settings: dict[str, Any], seed: int) -> dict[s
     """Write noisy_train/, params_train/, noisy_test/ and a manifest.json (written last)."""
     out_dir = Path(out_dir)
     n_train, n_test = settings["n_train_planets"], settings["n_test_planets"]
+    problem = too_many_planets(settings)
+    if problem:
+        raise ConfigError(problem)
     planets = np.arange(1, n_train + n_test + 1)
     d = planet_draws(seed, planets)
     files = {"train": 0, "test": 0}

@@ -2,18 +2,23 @@
 
 Validation happens before any job starts (in the Snakefile) and again in every CLI
 step, so a step run by hand on a login node gets the same defaults and the same
-errors. Errors name the key, the value and what is allowed.
+errors. Errors name the key, the value and what is allowed. Contradictions between
+keys (:func:`check_consistency`) stop the Snakefile before planning and ``hpcml config``.
 """
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from hpcml.ariel.layout import N_TIMESTEPS
 
 # The package is installed editable from the repository (make setup), so the schema
 # is read from the one place the README documents.
@@ -64,9 +69,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     sub = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        # YAML keys may be numbers (``1: 2``): compare and sort them as the text they were
+        unknown = sorted(set(error.instance) - set(allowed), key=str) if isinstance(error.instance, dict) else []
         text = f"  - {key}: unknown key(s) {unknown}; allowed keys: {allowed}"
-        if any(word in name.lower() for name in unknown for word in _SECRET_WORDS):
+        if any(word in str(name).lower() for name in unknown for word in _SECRET_WORDS):
             text += "\n      credentials never go in config files: set WANDB_API_KEY or use ~/.netrc"
         return text
     allowed = _allowed(sub)
@@ -90,13 +96,37 @@ def _allowed(sub: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second ``ariel:`` block would replace
+    the whole first one and its settings would vanish without a word.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                line = key_node.start_mark.line + 1
+                previous = first.setdefault((key_node.tag, key_node.value), line)
+                if previous != line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} appears twice in one section (first on line {previous}); keep one", key_node.start_mark
+                    )
+        return super().construct_mapping(node, deep)
+
+
 def read(path: str | Path) -> dict[str, Any]:
     """A YAML config file as written (no defaults); errors name the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        config = yaml.safe_load(path.read_text())
+        # opened in binary, PyYAML names the file in its messages and reports bad encodings itself
+        with open(path, "rb") as stream:
+            config = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if config is None:
@@ -107,11 +137,13 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file, apply overrides, validate, fill defaults."""
+    """Read a YAML config file, apply overrides, validate, fill defaults, check consistency."""
     config = read(path)
     for dotted, value in (overrides or {}).items():
         set_dotted(config, dotted, value)
-    return validate(config)
+    filled = validate(config)
+    check_consistency(filled)
+    return filled
 
 
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -173,3 +205,127 @@ def reference_table(schema: dict[str, Any] | None = None) -> str:
 
     walk(schema or load_schema(), "")
     return "\n".join(rows)
+
+
+# Two max-pool halvings in the Ariel CNN (hpcml.ariel.models) need 4 time steps after binning.
+CNN_MIN_STEPS = 4
+# Synthetic planets are numbered in the file names' four digits (AAAA_BB_CC.txt).
+MAX_PLANETS = 9999
+# Fewer than 2 groups in a training split give zero spreads to the fitted standardisation.
+MIN_TRAIN_GROUPS = 2
+
+
+def check_consistency(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` listing every setting that contradicts another, with its keys.
+
+    The schema checks each key alone. These checks need several, and without them a
+    contradiction (a prior's low bound above its high one, a held-out fold that does not
+    exist) would surface only when a job runs, maybe hours into a cluster run: the
+    Snakefile runs them before planning, ``hpcml config`` when it shows a file.
+    ``config`` is validated, defaults filled; a section with ``enabled: false`` is not
+    checked (its settings are not used).
+    """
+    problems: list[str] = []
+    _check_tree(config, "", problems)
+    for key in ("results", "logs"):
+        if not config[key].strip().strip("/"):
+            problems.append(f"{key} = {config[key]!r} puts every output at the file-system root; name a folder (default: {key})")
+    if config["lensing"]["enabled"]:
+        problems += _lensing_problems(config["lensing"])
+    if config["ariel"]["enabled"]:
+        problems += _ariel_problems(config["ariel"])
+    if problems:
+        raise ConfigError("inconsistent configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _check_tree(node: Any, key: str, problems: list[str]) -> None:
+    """Non-finite numbers anywhere (YAML's .nan and .inf pass the schema's type and bounds)
+    and every section of folds (n_folds, test_fold, val_fold), wherever it sits."""
+    if isinstance(node, float) and not math.isfinite(node):
+        problems.append(f"{key} = {node} is not a finite number")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_tree(item, f"{key}.{i}", problems)
+    elif isinstance(node, dict) and node.get("enabled", True) is not False:
+        if {"n_folds", "test_fold", "val_fold"} <= node.keys():
+            problems += _fold_problems(node, key)
+        for name, child in node.items():
+            _check_tree(child, f"{key}.{name}" if key else str(name), problems)
+
+
+def _fold_problems(splits: dict[str, Any], key: str) -> list[str]:
+    n, test, val = splits["n_folds"], splits["test_fold"], splits["val_fold"]
+    problems = [f"{key}.{name} = {fold} must be below {key}.n_folds = {n} (folds are numbered 0 to {n - 1})" for name, fold in (("test_fold", test), ("val_fold", val)) if fold >= n]
+    if test == val:
+        problems.append(f"{key}.test_fold and {key}.val_fold are both {test}: the held-out fold and the validation fold must differ")
+    return problems
+
+
+def fold_sizes(n_groups: int, n_folds: int) -> list[int]:
+    """Groups per fold as :func:`hpcml.core.splits.make_folds` deals them: round-robin in a
+    seeded order, so fold f holds ceil((n - f) / k), largest first. (Pure arithmetic here:
+    the Snakefile must not import numpy to check a config.)"""
+    return [(n_groups - f + n_folds - 1) // n_folds for f in range(n_folds)]
+
+
+def min_groups(n_folds: int) -> int:
+    """The fewest groups that fill ``n_folds`` folds and leave :data:`MIN_TRAIN_GROUPS` for
+    training whichever two folds are held out (the two largest, at worst)."""
+    return next(n for n in itertools.count(n_folds) if n - sum(fold_sizes(n, n_folds)[:2]) >= MIN_TRAIN_GROUPS)
+
+
+def _lensing_problems(lensing: dict[str, Any]) -> list[str]:
+    if lensing["source"] == "table":
+        return [] if lensing["table"] else ["lensing.source is 'table' but lensing.table is not set: give the CSV or Parquet file, or set lensing.source: priors"]
+    return prior_problems(lensing["priors"])
+
+
+def prior_problems(priors: dict[str, Any]) -> list[str]:
+    """What in ``lensing.priors`` cannot produce a valid lens (simulation checks it too, for runs by hand)."""
+    problems = []
+    for low in (k for k in priors if k.endswith("_low")):
+        high = low[:-4] + "_high"
+        if high in priors and priors[low] > priors[high]:
+            problems.append(f"lensing.priors.{low} = {priors[low]} is above lensing.priors.{high} = {priors[high]}: the range U(low, high) is empty")
+    if priors["z_src_low"] <= priors["z_lens_high"]:
+        problems.append(
+            f"lensing.priors.z_src_low = {priors['z_src_low']} must exceed lensing.priors.z_lens_high = {priors['z_lens_high']}: "
+            "every source must lie behind its lens, whatever the two draws"
+        )
+    return problems
+
+
+def _ariel_problems(ariel: dict[str, Any]) -> list[str]:
+    problems = []
+    bins = ariel["transforms"]["time_bins"]
+    if "cnn" in ariel["models"] and N_TIMESTEPS // bins < CNN_MIN_STEPS:
+        problems.append(
+            f"ariel.transforms.time_bins = {bins} leaves {N_TIMESTEPS // bins} time step(s); the cnn model (in ariel.models) needs "
+            f"at least {CNN_MIN_STEPS}: set time_bins to at most {N_TIMESTEPS // CNN_MIN_STEPS}, or drop cnn"
+        )
+    if ariel["input_dir"] is None:
+        problems += _synthetic_problems(ariel["synthetic"], ariel["splits"])
+    return problems
+
+
+def _synthetic_problems(synthetic: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """Whether the synthetic planets fit the file names and fill the folds (real data are
+    counted when split, by :func:`hpcml.core.splits.make_folds`)."""
+    planets, k = synthetic["n_train_planets"], splits["n_folds"]
+    problems = [p for p in (too_many_planets(synthetic),) if p]
+    if planets < min_groups(k):
+        problems.append(
+            f"ariel.synthetic.n_train_planets = {planets} is too few for ariel.splits.n_folds = {k}: at least {min_groups(k)} are needed "
+            f"(every fold needs a planet, and {MIN_TRAIN_GROUPS} must remain for training when two folds are held out); "
+            "raise it, or change n_folds"
+        )
+    return problems
+
+
+def too_many_planets(synthetic: dict[str, Any]) -> str | None:
+    """Why ``ariel.synthetic`` asks for more planets than file names can number, if it does:
+    a five-digit planet number gives names that ingest refuses, every one."""
+    total = synthetic["n_train_planets"] + synthetic["n_test_planets"]
+    if total <= MAX_PLANETS:
+        return None
+    return f"ariel.synthetic.n_train_planets + n_test_planets = {total}: at most {MAX_PLANETS} planets fit the four-digit planet numbers of the file names"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hpcml.core.config import MIN_TRAIN_GROUPS, fold_sizes, min_groups
 from hpcml.core.randomness import uniforms
 
 SPLITS = ("train", "val", "holdout")
@@ -19,10 +20,23 @@ class LeakageError(AssertionError):
 
 
 def make_folds(groups: np.ndarray, n_folds: int, seed: int, what: str = "group", key: str = "n_folds") -> pd.DataFrame:
-    """One row per distinct group with its fold; ``what``/``key`` name them in errors."""
+    """One row per distinct group with its fold; ``what``/``key`` name them in errors.
+
+    Refuses too few groups before any training: every fold needs one, and whichever two
+    folds are held out (for testing and validation) :data:`~hpcml.core.config.MIN_TRAIN_GROUPS`
+    must remain to train on; with one, every fitted spread is zero (a planet's noise
+    instances share its targets) and all that is trained on it is garbage.
+    """
     unique = np.unique(groups)
-    if len(unique) < n_folds:
-        raise ValueError(f"{len(unique)} {what}s cannot fill {n_folds} folds: lower {key} to at most {len(unique)}")
+    n, needed = len(unique), min_groups(n_folds)
+    if n < n_folds:
+        raise ValueError(f"{n} {what}s cannot fill {n_folds} folds: at least {needed} are needed with {n_folds} folds; add {what}s, or change {key}")
+    left = n - sum(fold_sizes(n, n_folds)[:2])
+    if left < MIN_TRAIN_GROUPS:
+        raise ValueError(
+            f"{n} {what}s in {n_folds} folds leave {left} for training when the two largest folds are held out "
+            f"(for testing and validation); at least {needed} {what}s are needed with {n_folds} folds: add {what}s, or change {key}"
+        )
     order = np.argsort(uniforms(seed, unique, 7))
     fold = np.empty(len(unique), dtype=np.int64)
     fold[order] = np.arange(len(unique)) % n_folds

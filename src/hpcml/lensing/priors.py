@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcml.core.config import ConfigError, prior_problems
 from hpcml.core.randomness import normals, truncated_normals, uniforms
 from hpcml.lensing.conventions import keeton_to_lenstronomy, shear_polar_to_cartesian
 
@@ -38,12 +39,8 @@ def sample_lenses(seed: int, index: np.ndarray, priors: dict[str, Any]) -> dict[
 
 
 def check_priors(priors: dict[str, Any]) -> None:
-    """Refuse prior settings that cannot produce a valid lens."""
-    for low, high in (("b_low", "b_high"), ("z_lens_low", "z_lens_high"), ("z_src_low", "z_src_high")):
-        if priors[low] > priors[high]:
-            raise ValueError(f"lensing.priors.{low} ({priors[low]}) is above lensing.priors.{high} ({priors[high]})")
-    if priors["z_src_low"] <= priors["z_lens_high"]:
-        raise ValueError(
-            f"lensing.priors.z_src_low ({priors['z_src_low']}) must exceed lensing.priors.z_lens_high "
-            f"({priors['z_lens_high']}): every source must lie behind its lens"
-        )
+    """Refuse prior settings that cannot produce a valid lens: the Snakefile checks them
+    before planning, this catches a run by hand (``--set lensing.priors...``)."""
+    problems = prior_problems(priors)
+    if problems:
+        raise ConfigError("\n".join(problems))
