@@ -192,6 +192,15 @@ def test_entries_that_are_not_challenge_files_are_named_not_skipped(tmp_path, en
     assert [Path(b["file"]).name for b in summary["train"]["bad_files"]] == [entry.rstrip("/")]
 
 
+def test_hidden_entries_are_left_out_and_listed(tmp_path):
+    _write_set(tmp_path / "in", None)
+    for name in (".DS_Store", ".tmp-0004_01_01.txt-x1y2"):
+        (tmp_path / "in" / "noisy_train" / name).write_text("not data")
+    summary = ingest_all(tmp_path / "in", tmp_path / "out")
+    assert summary["train"]["ingested"] == 3 and summary["train"]["bad_files"] == []
+    assert summary["train"]["hidden_entries_left_out"] == [".DS_Store", ".tmp-0004_01_01.txt-x1y2"]
+
+
 def test_empty_data_folder_names_folder_and_key(tmp_path):
     _write_set(tmp_path / "in", None)
     for path in (tmp_path / "in" / "noisy_test").iterdir():

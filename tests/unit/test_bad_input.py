@@ -139,7 +139,7 @@ def hpcml(*args: str, cwd: Path) -> subprocess.CompletedProcess:
          "t.csv: the table has no lens rows"),
         ({"t.csv": "lens_id,theta_e,q,phi,gamma,phi_gamma,z_lens,z_src,image_x,image_y\n0.5,1.2,0.8,0,0.05,0,0.3,1.5,1,0\n"},
          ["lensing", "count", "--set", "lensing.source=table", "--set", "lensing.table=t.csv"], "t.csv, line 2: column lens_id = 0.5 must be a whole number"),
-        ({"in/noisy_train/.keep": "", "in/params_train/.keep": ""}, ["ariel", "ingest", "in", "out"], "in/noisy_train/.keep: file name is not AAAA_BB_CC.txt"),
+        ({"in/noisy_train/notes.md": "", "in/params_train/notes.md": ""}, ["ariel", "ingest", "in", "out"], "in/noisy_train/notes.md: file name is not AAAA_BB_CC.txt"),
         ({}, ["lensing", "count", "--set", "lensing.n_lenses=[1"], "--set lensing.n_lenses=[1: the value is not valid YAML"),
         ({}, ["lensing", "count", "--settings", "{bad"], "--settings is not valid JSON"),
         ({"busy": ""}, ["ariel", "synth", "busy/x", "--set", "ariel.synthetic.n_train_planets=2"], "busy/x/noisy_train: Not a directory"),
@@ -158,6 +158,7 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, files, args, message):
 def test_an_empty_ariel_folder_is_named_with_its_key(tmp_path):
     for folder in ("noisy_train", "params_train"):
         (tmp_path / "in" / folder).mkdir(parents=True)
+    (tmp_path / "in" / "noisy_train" / ".DS_Store").write_text("")
     run = hpcml("ariel", "ingest", "in", "out", cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "Ariel input folder in/noisy_train is empty" in run.stderr and "ariel.input_dir" in run.stderr
@@ -198,3 +199,16 @@ def test_synthetic_planets_beyond_four_digits_are_refused_by_hand_too(tmp_path):
     with pytest.raises(config.ConfigError, match="n_test_planets = 10000: at most 9999 planets"):
         generate(tmp_path, {"n_train_planets": 9000, "n_test_planets": 1000, "n_spot": 1, "n_photon": 1}, seed=1)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_data_set_too_small_for_the_folds_stops_at_the_split_step(tmp_path):
+    from hpcml.ariel.ingest import ingest_all
+    from hpcml.ariel.prepare import write_folds
+    from hpcml.ariel.synth import generate
+
+    generate(tmp_path / "raw", {"n_train_planets": 4, "n_test_planets": 1, "n_spot": 1, "n_photon": 2}, seed=2)
+    ingest_all(tmp_path / "raw", tmp_path / "data")
+    settings = config.validate({"ariel": {"splits": {"n_folds": 3}}})["ariel"]
+    with pytest.raises(ValueError, match="4 planets in 3 folds leave 1 for training .* at least 6 planets are needed with 3 folds: add planets, or change ariel.splits.n_folds"):
+        write_folds(tmp_path / "data", tmp_path / "folds.parquet", settings, seed=2)
+    assert not (tmp_path / "folds.parquet").exists()

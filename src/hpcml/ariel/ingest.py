@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, ArielFormatError, STELLAR_KEYS, parse_name, read_noisy, read_params
-from hpcml.ariel.layout import DATASETS, PARAMS, list_files
+from hpcml.ariel.layout import DATASETS, PARAMS, hidden_entries, list_files
 from hpcml.core.atomic import atomic_npy_memmap, write_json, write_npy, write_parquet
 from hpcml.core.concat import concat_npy
 from hpcml.core.ids import check_ids
@@ -118,10 +118,14 @@ def combine_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[st
             _drop_rows(out_dir / name, keep)
     meta = meta[keep].reset_index(drop=True)
     write_parquet(out_dir / "meta.parquet", meta)
+    hidden = hidden_entries(folder)
+    if hidden:
+        log.warning("%s: %d hidden entries are not data and were left out: %s", folder, len(hidden), ", ".join(hidden[:SHOWN]))
     report = {
         "files": sum(r["files"] for r in reports),
         "ingested": len(meta),
         "bad_files": bad_files,
+        "hidden_entries_left_out": hidden,
         "planets": int(meta.planet.nunique()),
     }
     write_json(out_dir / "ingest_report.json", report)

@@ -16,11 +16,12 @@ PARAMS = "params_train"
 
 
 def list_files(input_dir: str | Path, dataset: str) -> list[str]:
-    """Sorted names of everything in a data set's folder; errors name the folder and the config key.
+    """Sorted names of the entries of a data set's folder; errors name the folder and the config key.
 
-    Nothing is filtered out here: an entry that is not a challenge file (``.TXT``, a
-    stray note, a folder named like a file) goes to ingest like the others, which
-    refuses it by name or sets it aside in the ingest report, so no file is skipped
+    Only hidden entries are left out (``.DS_Store``, the ``.tmp-*`` of an atomic write
+    cut short); the ingest report lists them. Any other entry that is not a challenge
+    file (``.TXT``, a stray note, a folder named like a file) goes to ingest like the
+    rest, which refuses it by name or sets it aside in the report: no file is skipped
     without a word.
     """
     folder = Path(input_dir) / DATASETS[dataset]
@@ -28,10 +29,15 @@ def list_files(input_dir: str | Path, dataset: str) -> list[str]:
         raise FileNotFoundError(f"Ariel input folder not found: {folder} (set by config key ariel.input_dir = {input_dir})")
     if dataset == "train" and not (Path(input_dir) / PARAMS).is_dir():
         raise FileNotFoundError(f"Ariel input folder not found: {Path(input_dir) / PARAMS} (config key ariel.input_dir)")
-    names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     if not names:
         raise FileNotFoundError(f"Ariel input folder {folder} is empty: it should hold AAAA_BB_CC.txt challenge files (config key ariel.input_dir = {input_dir})")
     return names
+
+
+def hidden_entries(folder: str | Path) -> list[str]:
+    """The hidden entries :func:`list_files` leaves out of a data set's folder."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("."))
 
 
 def count_files(settings: dict[str, Any], dataset: str) -> int:
