@@ -52,7 +52,7 @@ def parse_name(path: str | Path) -> FileId:
     return FileId(*(int(g) for g in match.groups()))
 
 
-def excerpt(text: str) -> str:
+def _excerpt(text: str) -> str:
     """``text`` quoted, cut to a few dozen characters: a whole 310 KB line helps nobody."""
     return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "...")
 
@@ -211,9 +211,9 @@ def _header(raw: bytes, path: Path, keys: tuple[str, ...]) -> tuple[dict[str, fl
         except ValueError:
             number = None
         if not sep or not key or number is None:
-            raise ArielFormatError(f"{where}: header line {excerpt('#' + text)} is not '# key: number'")
+            raise ArielFormatError(f"{where}: header line {_excerpt('#' + text)} is not '# key: number'")
         if key not in keys:
-            raise ArielFormatError(f"{where}: unexpected header key {excerpt(key)} (this file's keys are {', '.join(keys)})")
+            raise ArielFormatError(f"{where}: unexpected header key {_excerpt(key)} (this file's keys are {', '.join(keys)})")
         if key in values:
             raise ArielFormatError(f"{where}: header key {key} appears twice (first on line {first_line[key]})")
         _check_range(where, key, number)
@@ -244,13 +244,13 @@ def _parse_body(raw: bytes, offset: int, path: Path, out: np.ndarray) -> None:
             row, col = np.argwhere(~np.isfinite(out))[0]
             line, text = _data_line(raw, offset, row)
             token = text.split()[col].decode("ascii", "replace")
-            raise ArielFormatError(f"{path}:{line}: value {excerpt(token)} overflows a float32 (magnitudes up to 3.4e38)")
+            raise ArielFormatError(f"{path}:{line}: value {_excerpt(token)} overflows a float32 (magnitudes up to 3.4e38)")
         return
     line = _line_of(raw, where)
     at = f"{path}:{line}"
     if status == _BAD_CHAR:
         token = raw[where:where + 2 * EXCERPT].split(maxsplit=1)[0].decode("ascii", "replace")
-        raise ArielFormatError(f"{at}: value {excerpt(token)} is not a number")
+        raise ArielFormatError(f"{at}: value {_excerpt(token)} is not a number")
     if status == _BARE_CR:
         raise _bare_cr(path, line)
     if status == _LONG_ROW:
