@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)  ## create .venv and install pinned dependencies (once)
 
 demo: $(STAMP)  ## run the whole workflow on the demo config, then write the report
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 	@echo "Results: $(CURDIR)/results   Report: $(CURDIR)/results/report.html"
 
