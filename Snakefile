@@ -8,6 +8,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/run_lock.smk"
 include: "workflow/rules/lensing.smk"
 include: "workflow/rules/lensing_models.smk"
 include: "workflow/rules/ariel.smk"
