@@ -74,10 +74,17 @@ def test_config_refuses_credentials():
         config.validate({"wandb": {"api_key": "0123456789abcdef"}})
 
 
-def test_shipped_configs_are_valid():
-    for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")):
-        if path.name != "schema.yaml":
+def test_shipped_configs_and_sweeps_are_valid():
+    from hpcml.sweeps.definition import load
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "config").glob("*.yaml")):
+        if not path.name.endswith("schema.yaml"):
             config.load(path)
+    sweeps = sorted((root / "config" / "sweeps").glob("*.yaml")) + sorted((root / "tests" / "sweeps").glob("*.yaml"))
+    assert sweeps
+    for path in sweeps:
+        load(path, config.validate({}))
 
 
 def test_array_set_reads_arrays_from_two_folders_and_pickles_as_paths(tmp_path):
