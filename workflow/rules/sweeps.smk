@@ -13,33 +13,6 @@ SWEEP_DIR = f"{RESULTS}/sweeps"
 SWEEP_WORKERS = config["training"]["num_workers"]
 
 
-def sweep_inputs(name):
-    """The files the swept rule's step reads: the same inputs as the rule itself."""
-    sweep = SWEEPS[name]
-    if sweep.trainer.pipeline == "ariel":
-        return list(ARIEL_TRAIN_INPUT["data"]) + [ARIEL_TRAIN_INPUT["folds"], ARIEL_TRAIN_INPUT["transforms"]]
-    return rules.lensing_dataset.output
-
-
-def sweep_command(name):
-    """The swept rule's step for the sweep's model, without --out (trials add --set and --out)."""
-    sweep = SWEEPS[name]
-    reads = sweep.trainer.reads(sweep.model)
-    settings = step_settings(reads, omit=["training.num_workers"])
-    workers = f" --set training.num_workers={SWEEP_WORKERS}" if "training" in reads else ""
-    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings}{workers} --model {sweep.model}"
-    if sweep.trainer.pipeline == "ariel":
-        return f"{base} --data {ARIEL_DATA} --folds {ARIEL_TRAIN_INPUT['folds']} --transforms {ARIEL_TRAIN_INPUT['transforms']}"
-    return f"{base} --data {LENS_MODEL_DIR}/data"
-
-
-def sweep_outputs(name):
-    sweep = SWEEPS[name]
-    if sweep.method == "bayes":
-        return [f"{SWEEP_DIR}/{name}/workers/{k}.done" for k in range(sweep.workers)]
-    return [f"{SWEEP_DIR}/{name}/trials/{trial}/summary.json" for trial in sweep.trials()]
-
-
 wildcard_constraints:
     sweep="|".join(SWEEPS) or "none",
     trial=r"[^/]+",
