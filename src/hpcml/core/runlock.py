@@ -50,6 +50,7 @@ class Holder:
 
     @classmethod
     def current(cls) -> Holder:
+        """This process as a holder; called in Snakemake's main process, whose working directory is the run's."""
         pid = os.getpid()
         return cls(
             host=socket.gethostname(),
