@@ -20,8 +20,9 @@ except hpcml_config.ConfigError as error:
 config.clear()
 config.update(_validated)
 
-# Rules call `hpcml`: the one installed beside this Snakemake comes first on the PATH.
-shell.prefix(f"PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
+# Rules call `hpcml`: the one on the PATH (an activated environment, a --sdm conda
+# environment), else the one installed beside this Snakemake.
+shell.prefix(f"PATH=\"$PATH\":{shlex.quote(str(Path(sys.executable).parent))}; ")
 
 RESULTS = config["results"]
 LOGS = config["logs"]

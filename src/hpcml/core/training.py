@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
-from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.plugins.environments import ClusterEnvironment, LightningEnvironment, SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
 from hpcml import __version__
@@ -88,8 +88,8 @@ def build_trainer(
         for logger in loggers:
             logger.log_hyperparams(hyperparameters)
 
-    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     devices = training["devices"]
+    plugins = _cluster_environment(devices)
     # DDP refuses SyncBatchNorm layers on CPU ("only work with GPU modules").
     sync_batchnorm = devices > 1 and training["accelerator"] != "cpu" and torch.cuda.is_available()
     if devices > 1 and not sync_batchnorm:
@@ -122,6 +122,19 @@ def build_trainer(
     if resume:
         log.info("resuming from %s", resume)
     return trainer, resume
+
+
+def _cluster_environment(devices: int) -> list[ClusterEnvironment]:
+    """Who starts the DDP ranks. A workflow job runs under ``srun -n1`` (the SLURM plugin's
+    way), one task for N GPUs: then Lightning must start the other ranks itself, which
+    its own environment does; SLURM's would train one process on one GPU. A job started
+    with one task per device (``srun --ntasks-per-node=N``, by hand) keeps SLURM's ranks.
+    Either way Snakemake, not Lightning, requeues (auto_requeue off)."""
+    if not SLURMEnvironment.detect():
+        return []
+    if devices > 1 and int(os.environ.get("SLURM_NTASKS", "1")) < devices:
+        return [LightningEnvironment()]
+    return [SLURMEnvironment(auto_requeue=False)]
 
 
 class EpochLog(Callback):
