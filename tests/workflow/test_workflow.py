@@ -58,7 +58,7 @@ SINGLE_KEY_CHANGES = [
     ({"ariel": {"splits": {"val_fold": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
     ({"ariel": {"splits": {"n_folds": 4}}}, {"ariel_split": 1, "ariel_transforms": 1, **ARIEL_MODELS}),
     ({"ariel": {"transforms": {"time_bins": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
-    ({"lensing": {"solver": {"angular_grid": 128}}}, {"lensing_simulate": 4, "lensing_combine": 3, "lensing_report": 1}),
+    ({"lensing": {"solver": {"angular_grid": 128}}}, {"lensing_simulate": 4, "lensing_combine": 3, "lensing_report": 1, "lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1}),
 ]
 
 
