@@ -12,6 +12,7 @@ device and the classical model and the tests use the same code on the host.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,9 +37,15 @@ def _constant(values: list[float], like: Any) -> Any:
     """Fitted parameters as an array (or tensor on ``like``'s device) of ``like``'s dtype."""
     if _namespace(like) is np:
         return np.asarray(values, dtype=like.dtype)
+    return _device_constant(tuple(values), like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_constant(values: tuple[float, ...], dtype: Any, device: Any) -> Any:
+    """Copied to the device once: a copy per batch would make the host wait for the GPU."""
     import torch
 
-    return torch.as_tensor(values, dtype=like.dtype, device=like.device)
+    return torch.as_tensor(values, dtype=dtype, device=device)
 
 
 def yeo_johnson(y: Any, lmbda: np.ndarray) -> Any:

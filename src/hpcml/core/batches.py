@@ -69,8 +69,7 @@ class RowBatches(Dataset):
 
     def __getitem__(self, positions: Sequence[int]) -> tuple[torch.Tensor, ...]:
         if isinstance(self.source, dict):
-            first = self.source[self.names[0]]
-            take = torch.as_tensor(positions, device=first.device)
+            take = _on_device(positions, self.source[self.names[0]].device)
             return tuple(self.source[n].index_select(0, take) for n in self.names)
         rows = np.sort(self.rows[np.asarray(positions)])
         return tuple(torch.from_numpy(np.ascontiguousarray(self.source[n][rows])) for n in self.names)
@@ -112,3 +111,12 @@ class ShuffledBatches(Sampler[list[int]]):
     def __len__(self) -> int:
         per_rank = self.n // self.world_size if self.equal_ranks else len(range(self.rank, self.n, self.world_size))
         return math.ceil(per_rank / self.batch_size)
+
+
+def _on_device(positions: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Batch positions on the device without making the host wait for queued GPU work
+    (a copy from pageable memory would): through pinned memory, asynchronously."""
+    take = torch.as_tensor(positions, dtype=torch.long)
+    if device.type != "cuda":
+        return take
+    return take.pin_memory().to(device, non_blocking=True)
