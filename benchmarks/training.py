@@ -56,7 +56,7 @@ from hpcml.ariel.ingest import ingest_all
 from hpcml.ariel.models import NEURAL_MODELS, ArielRegressor
 from hpcml.ariel.prepare import fit_transforms, write_folds
 from hpcml.ariel.synth import generate
-from hpcml.ariel.train import ArielData, load_splits
+from hpcml.ariel.dataset import ArielData, load_splits
 from hpcml.ariel.transforms import Transforms
 from hpcml.core import config as configuration
 

@@ -14,13 +14,12 @@ import warnings
 
 import yaml
 
-from hpcml import __version__
+from hpcml import __version__, checks
 from hpcml.ariel import cli as ariel_cli
-from hpcml.core import cli as core_cli
 from hpcml.lensing import cli as lensing_cli
 from hpcml.sweeps import cli as sweeps_cli
 
-PIPELINES = (core_cli, lensing_cli, ariel_cli, sweeps_cli)
+PIPELINES = (checks, lensing_cli, ariel_cli, sweeps_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

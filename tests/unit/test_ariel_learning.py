@@ -22,7 +22,7 @@ from hpcml.ariel.metric import ariel_score, average_by_planet
 from hpcml.ariel.models import ArielRegressor, BaselineMLP
 from hpcml.ariel.prepare import fit_transforms, write_folds
 from hpcml.ariel.synth import generate
-from hpcml.ariel.train import ARRAYS, ArielData, load_splits
+from hpcml.ariel.dataset import ARRAYS, ArielData, load_splits
 from hpcml.core import config
 from hpcml.core.batches import RowBatches, ShuffledBatches
 from hpcml.core.loaders import build_loader

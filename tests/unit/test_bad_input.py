@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from hpcml import checks
 from hpcml.cli import user_error
 from hpcml.core import config
 from hpcml.core.splits import make_folds
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def problems_of(settings: dict) -> str:
     """The consistency error's text for ``settings`` (validated with defaults first)."""
     with pytest.raises(config.ConfigError) as error:
-        config.check_consistency(config.validate(settings))
+        checks.check(config.validate(settings))
     return str(error.value)
 
 
@@ -62,10 +63,10 @@ def test_contradicting_settings_are_named_by_key(settings, expected):
 def test_every_problem_is_listed_at_once_and_switched_off_sections_are_not_checked():
     text = problems_of({"ariel": {"splits": {"test_fold": 1, "val_fold": 1}}, "lensing": {"priors": {"b_low": 2.0}}})
     assert "ariel.splits.test_fold" in text and "lensing.priors.b_low" in text
-    config.check_consistency(config.validate({"lensing": {"enabled": False, "priors": {"b_low": 2.0}}}))
-    config.check_consistency(config.validate({"lensing": {"models": {"enabled": False, "splits": {"val_fold": 0}}}}))
-    config.check_consistency(config.validate({"ariel": {"enabled": False, "splits": {"val_fold": 0}}}))
-    config.check_consistency(config.validate({"ariel": {"models": ["baseline", "gbt"], "transforms": {"time_bins": 300}}}))
+    checks.check(config.validate({"lensing": {"enabled": False, "priors": {"b_low": 2.0}}}))
+    checks.check(config.validate({"lensing": {"models": {"enabled": False, "splits": {"val_fold": 0}}}}))
+    checks.check(config.validate({"ariel": {"enabled": False, "splits": {"val_fold": 0}}}))
+    checks.check(config.validate({"ariel": {"models": ["baseline", "gbt"], "transforms": {"time_bins": 300}}}))
 
 
 @pytest.mark.parametrize(

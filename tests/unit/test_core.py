@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hpcml import checks
 from hpcml.core import atomic, config
 from hpcml.core.batches import ArraySet
 from hpcml.core.randomness import normals, truncated_normals, uniforms
@@ -80,7 +81,7 @@ def test_shipped_configs_and_sweeps_are_valid():
     root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "config").glob("*.yaml")):
         if not path.name.endswith("schema.yaml"):
-            config.load(path)
+            checks.load(path)
     sweeps = sorted((root / "config" / "sweeps").glob("*.yaml")) + sorted((root / "tests" / "sweeps").glob("*.yaml"))
     assert sweeps
     for path in sweeps:

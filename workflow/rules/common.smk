@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from hpcml import checks as hpcml_checks
 from hpcml.core import config as hpcml_config
 from hpcml.core.shards import plan_shards
 
@@ -14,7 +15,7 @@ try:
     for _file in workflow.configfiles:
         hpcml_config.read(_file)
     _validated = hpcml_config.validate(config)
-    hpcml_config.check_consistency(_validated)
+    hpcml_checks.check(_validated)
 except hpcml_config.ConfigError as error:
     raise WorkflowError(f"{error}\nSee config/schema.yaml or the README's config reference.")
 config.clear()

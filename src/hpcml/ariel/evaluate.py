@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from hpcml.ariel.formats import N_WAVELENGTHS  # noqa: E402
 from hpcml.ariel.metric import ariel_score, average_by_planet  # noqa: E402
-from hpcml.ariel.train import ArielData, load_splits  # noqa: E402
+from hpcml.ariel.dataset import ArielData, load_splits  # noqa: E402
 from hpcml.core.atomic import atomic_path, write_json  # noqa: E402
 from hpcml.core.figures import save_figure  # noqa: E402
 

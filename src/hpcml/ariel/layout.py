@@ -8,10 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpcml.core.config import MIN_TRAIN_GROUPS, min_groups
+
 # Every noisy file holds 55 wavelengths x 300 time steps (config checks use the shape too).
 N_WAVELENGTHS = 55
 N_TIMESTEPS = 300
 DATASETS = {"train": "noisy_train", "test": "noisy_test"}
+# Two max-pool halvings in the Ariel CNN (hpcml.ariel.models) need 4 time steps after binning.
+CNN_MIN_STEPS = 4
+# Synthetic planets are numbered in the file names' four digits (AAAA_BB_CC.txt).
+MAX_PLANETS = 9999
 PARAMS = "params_train"
 
 
@@ -48,3 +54,43 @@ def count_files(settings: dict[str, Any], dataset: str) -> int:
         planets = s["n_train_planets"] if dataset == "train" else s["n_test_planets"]
         return planets * s["n_spot"] * s["n_photon"]
     return len(list_files(settings["input_dir"], dataset))
+
+
+def problems(config: dict[str, Any]) -> list[str]:
+    """Ariel settings that contradict each other (hpcml.checks runs this before planning)."""
+    ariel = config["ariel"]
+    if not ariel["enabled"]:
+        return []
+    problems = []
+    bins = ariel["transforms"]["time_bins"]
+    if "cnn" in ariel["models"] and N_TIMESTEPS // bins < CNN_MIN_STEPS:
+        problems.append(
+            f"ariel.transforms.time_bins = {bins} leaves {N_TIMESTEPS // bins} time step(s); the cnn model (in ariel.models) needs "
+            f"at least {CNN_MIN_STEPS}: set time_bins to at most {N_TIMESTEPS // CNN_MIN_STEPS}, or drop cnn"
+        )
+    if ariel["input_dir"] is None:
+        problems += _synthetic_problems(ariel["synthetic"], ariel["splits"])
+    return problems
+
+
+def _synthetic_problems(synthetic: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """Whether the synthetic planets fit the file names and fill the folds (real data are
+    counted when split, by :func:`hpcml.core.splits.make_folds`)."""
+    planets, k = synthetic["n_train_planets"], splits["n_folds"]
+    problems = [p for p in (too_many_planets(synthetic),) if p]
+    if planets < min_groups(k):
+        problems.append(
+            f"ariel.synthetic.n_train_planets = {planets} is too few for ariel.splits.n_folds = {k}: at least {min_groups(k)} are needed "
+            f"(every fold needs a planet, and {MIN_TRAIN_GROUPS} must remain for training when two folds are held out); "
+            "raise it, or change n_folds"
+        )
+    return problems
+
+
+def too_many_planets(synthetic: dict[str, Any]) -> str | None:
+    """Why ``ariel.synthetic`` asks for more planets than file names can number, if it does:
+    a five-digit planet number gives names that ingest refuses, every one."""
+    total = synthetic["n_train_planets"] + synthetic["n_test_planets"]
+    if total <= MAX_PLANETS:
+        return None
+    return f"ariel.synthetic.n_train_planets + n_test_planets = {total}: at most {MAX_PLANETS} planets fit the four-digit planet numbers of the file names"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hpcml.ariel import transforms
-from hpcml.ariel.train import ArielData, load_splits
+from hpcml.ariel.dataset import ArielData, load_splits
 from hpcml.core.atomic import write_json, write_parquet
 from hpcml.core.splits import make_folds
 

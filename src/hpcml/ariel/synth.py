@@ -19,7 +19,8 @@ import numpy as np
 
 from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, STELLAR_KEYS
 from hpcml.core.atomic import write_json, write_text
-from hpcml.core.config import ConfigError, too_many_planets
+from hpcml.ariel.layout import too_many_planets
+from hpcml.core.config import ConfigError
 from hpcml.core.randomness import normals, uniforms
 
 log = logging.getLogger(__name__)

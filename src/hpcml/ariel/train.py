@@ -14,42 +14,19 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
 
 from hpcml.ariel import features
+from hpcml.ariel.dataset import ARRAYS, ArielData, load_splits
 from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS
 from hpcml.ariel.metric import ariel_score
 from hpcml.ariel.transforms import Transforms
 from hpcml.core.atomic import atomic_path, write_npy
-from hpcml.core.batches import ArraySet
-from hpcml.core.splits import split_indices
 from hpcml.core.summary import write_summary
 
 log = logging.getLogger(__name__)
-ARRAYS = ("X", "stellar", "targets")
 PREDICTED = ("val", "holdout", "test")
-
-
-class ArielData:
-    """The ingested arrays of one data set (memory-mapped) and its metadata table."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.meta = pd.read_parquet(self.folder / "meta.parquet")
-        self.arrays = ArraySet(self.folder, ARRAYS)
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-    def files(self) -> list[Path]:
-        return [self.folder / "meta.parquet", *(self.folder / f"{n}.npy" for n in ARRAYS)]
-
-
-def load_splits(train: ArielData, folds_path: str | Path, splits: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Sample indices of train, val and holdout; every planet in exactly one (asserted)."""
-    return split_indices(train.meta.planet.to_numpy(), pd.read_parquet(folds_path), splits["test_fold"], splits["val_fold"])
 
 
 def train_neural(name: str, train: ArielData, test: ArielData | None, splits: dict[str, np.ndarray], transforms: Transforms, out_dir: Path, config: dict[str, Any], data_files: list[Path]) -> dict[str, Any]:

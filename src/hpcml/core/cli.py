@@ -1,4 +1,4 @@
-"""``hpcml config ...`` and the settings every step receives.
+"""The settings every step receives.
 
 A step declares the config keys it reads. The workflow passes exactly those as JSON
 (``--settings``), so changing any other key reruns nothing of that step; by hand a
@@ -56,19 +56,3 @@ def step_config(args: argparse.Namespace) -> dict[str, Any]:
             raise config.ConfigError(f"--set {key}: this step does not read it (it reads: {', '.join(reads) or 'nothing'})")
         config.set_dotted(base, key, yaml.safe_load(text))
     return config.pick(config.validate(base), reads)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("config", help="validate a config file and print it with defaults filled in")
-    parser.add_argument("file", nargs="?", default="config/config.yaml", help="config file (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    parser.add_argument("--reference", action="store_true", help="print every key, its default and meaning as a Markdown table")
-    parser.set_defaults(func=_show)
-
-
-def _show(args: argparse.Namespace) -> None:
-    if args.reference:
-        print(config.reference_table())
-        return
-    resolved = config.load(args.file)
-    print(json.dumps(resolved, indent=2) if args.json else yaml.safe_dump(resolved, sort_keys=False))

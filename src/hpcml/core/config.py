@@ -3,7 +3,8 @@
 Validation happens before any job starts (in the Snakefile) and again in every CLI
 step, so a step run by hand on a login node gets the same defaults and the same
 errors. Errors name the key, the value and what is allowed. Contradictions between
-keys (:func:`check_consistency`) stop the Snakefile before planning and ``hpcml config``.
+keys (:func:`check_consistency`, with the pipelines' checks from :mod:`hpcml.checks`) stop
+the Snakefile before planning and ``hpcml config``.
 """
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
-
-from hpcml.ariel.layout import N_TIMESTEPS
 
 # The package is installed editable from the repository (make setup), so the schema
 # is read from the one place the README documents.
@@ -137,13 +136,12 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file, apply overrides, validate, fill defaults, check consistency."""
+    """Read a YAML config file, apply overrides, validate, fill defaults
+    (:func:`hpcml.checks.load` also checks the keys against each other)."""
     config = read(path)
     for dotted, value in (overrides or {}).items():
         set_dotted(config, dotted, value)
-    filled = validate(config)
-    check_consistency(filled)
-    return filled
+    return validate(config)
 
 
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -207,15 +205,11 @@ def reference_table(schema: dict[str, Any] | None = None) -> str:
     return "\n".join(rows)
 
 
-# Two max-pool halvings in the Ariel CNN (hpcml.ariel.models) need 4 time steps after binning.
-CNN_MIN_STEPS = 4
-# Synthetic planets are numbered in the file names' four digits (AAAA_BB_CC.txt).
-MAX_PLANETS = 9999
 # Fewer than 2 groups in a training split give zero spreads to the fitted standardisation.
 MIN_TRAIN_GROUPS = 2
 
 
-def check_consistency(config: dict[str, Any]) -> None:
+def check_consistency(config: dict[str, Any], pipeline_checks: Sequence[Callable[[dict[str, Any]], list[str]]] = ()) -> None:
     """Raise :class:`ConfigError` listing every setting that contradicts another, with its keys.
 
     The schema checks each key alone. These checks need several, and without them a
@@ -223,17 +217,16 @@ def check_consistency(config: dict[str, Any]) -> None:
     exist) would surface only when a job runs, maybe hours into a cluster run: the
     Snakefile runs them before planning, ``hpcml config`` when it shows a file.
     ``config`` is validated, defaults filled; a section with ``enabled: false`` is not
-    checked (its settings are not used).
+    checked (its settings are not used). Each pipeline's own checks come in
+    ``pipeline_checks`` (see :mod:`hpcml.checks`): core knows no pipeline.
     """
     problems: list[str] = []
     _check_tree(config, "", problems)
     for key in ("results", "logs"):
         if not config[key].strip().strip("/"):
             problems.append(f"{key} = {config[key]!r} puts every output at the file-system root; name a folder (default: {key})")
-    if config["lensing"]["enabled"]:
-        problems += _lensing_problems(config["lensing"])
-    if config["ariel"]["enabled"]:
-        problems += _ariel_problems(config["ariel"])
+    for check in pipeline_checks:
+        problems += check(config)
     if problems:
         raise ConfigError("inconsistent configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -272,60 +265,3 @@ def min_groups(n_folds: int) -> int:
     """The fewest groups that fill ``n_folds`` folds and leave :data:`MIN_TRAIN_GROUPS` for
     training whichever two folds are held out (the two largest, at worst)."""
     return next(n for n in itertools.count(n_folds) if n - sum(fold_sizes(n, n_folds)[:2]) >= MIN_TRAIN_GROUPS)
-
-
-def _lensing_problems(lensing: dict[str, Any]) -> list[str]:
-    if lensing["source"] == "table":
-        return [] if lensing["table"] else ["lensing.source is 'table' but lensing.table is not set: give the CSV or Parquet file, or set lensing.source: priors"]
-    return prior_problems(lensing["priors"])
-
-
-def prior_problems(priors: dict[str, Any]) -> list[str]:
-    """What in ``lensing.priors`` cannot produce a valid lens (simulation checks it too, for runs by hand)."""
-    problems = []
-    for low in (k for k in priors if k.endswith("_low")):
-        high = low[:-4] + "_high"
-        if high in priors and priors[low] > priors[high]:
-            problems.append(f"lensing.priors.{low} = {priors[low]} is above lensing.priors.{high} = {priors[high]}: the range U(low, high) is empty")
-    if priors["z_src_low"] <= priors["z_lens_high"]:
-        problems.append(
-            f"lensing.priors.z_src_low = {priors['z_src_low']} must exceed lensing.priors.z_lens_high = {priors['z_lens_high']}: "
-            "every source must lie behind its lens, whatever the two draws"
-        )
-    return problems
-
-
-def _ariel_problems(ariel: dict[str, Any]) -> list[str]:
-    problems = []
-    bins = ariel["transforms"]["time_bins"]
-    if "cnn" in ariel["models"] and N_TIMESTEPS // bins < CNN_MIN_STEPS:
-        problems.append(
-            f"ariel.transforms.time_bins = {bins} leaves {N_TIMESTEPS // bins} time step(s); the cnn model (in ariel.models) needs "
-            f"at least {CNN_MIN_STEPS}: set time_bins to at most {N_TIMESTEPS // CNN_MIN_STEPS}, or drop cnn"
-        )
-    if ariel["input_dir"] is None:
-        problems += _synthetic_problems(ariel["synthetic"], ariel["splits"])
-    return problems
-
-
-def _synthetic_problems(synthetic: dict[str, Any], splits: dict[str, Any]) -> list[str]:
-    """Whether the synthetic planets fit the file names and fill the folds (real data are
-    counted when split, by :func:`hpcml.core.splits.make_folds`)."""
-    planets, k = synthetic["n_train_planets"], splits["n_folds"]
-    problems = [p for p in (too_many_planets(synthetic),) if p]
-    if planets < min_groups(k):
-        problems.append(
-            f"ariel.synthetic.n_train_planets = {planets} is too few for ariel.splits.n_folds = {k}: at least {min_groups(k)} are needed "
-            f"(every fold needs a planet, and {MIN_TRAIN_GROUPS} must remain for training when two folds are held out); "
-            "raise it, or change n_folds"
-        )
-    return problems
-
-
-def too_many_planets(synthetic: dict[str, Any]) -> str | None:
-    """Why ``ariel.synthetic`` asks for more planets than file names can number, if it does:
-    a five-digit planet number gives names that ingest refuses, every one."""
-    total = synthetic["n_train_planets"] + synthetic["n_test_planets"]
-    if total <= MAX_PLANETS:
-        return None
-    return f"ariel.synthetic.n_train_planets + n_test_planets = {total}: at most {MAX_PLANETS} planets fit the four-digit planet numbers of the file names"

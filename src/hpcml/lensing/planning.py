@@ -28,3 +28,28 @@ def count_lenses(settings: dict[str, Any]) -> int:
 def shard_files(shard_dir: str, families: list[str], names: list[str]) -> list[str]:
     """A shard's output files: one folder per family holding ``names``."""
     return [f"{shard_dir}/{family}/{name}" for family in families for name in names]
+
+
+def problems(config: dict[str, Any]) -> list[str]:
+    """Lensing settings that contradict each other (hpcml.checks runs this before planning)."""
+    lensing = config["lensing"]
+    if not lensing["enabled"]:
+        return []
+    if lensing["source"] == "table":
+        return [] if lensing["table"] else ["lensing.source is 'table' but lensing.table is not set: give the CSV or Parquet file, or set lensing.source: priors"]
+    return prior_problems(lensing["priors"])
+
+
+def prior_problems(priors: dict[str, Any]) -> list[str]:
+    """What in ``lensing.priors`` cannot produce a valid lens (simulation checks it too, for runs by hand)."""
+    problems = []
+    for low in (k for k in priors if k.endswith("_low")):
+        high = low[:-4] + "_high"
+        if high in priors and priors[low] > priors[high]:
+            problems.append(f"lensing.priors.{low} = {priors[low]} is above lensing.priors.{high} = {priors[high]}: the range U(low, high) is empty")
+    if priors["z_src_low"] <= priors["z_lens_high"]:
+        problems.append(
+            f"lensing.priors.z_src_low = {priors['z_src_low']} must exceed lensing.priors.z_lens_high = {priors['z_lens_high']}: "
+            "every source must lie behind its lens, whatever the two draws"
+        )
+    return problems

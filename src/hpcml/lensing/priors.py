@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from hpcml.core.config import ConfigError, prior_problems
+from hpcml.core.config import ConfigError
+from hpcml.lensing.planning import prior_problems
 from hpcml.core.randomness import normals, truncated_normals, uniforms
 from hpcml.lensing.conventions import keeton_to_lenstronomy, shear_polar_to_cartesian
 
