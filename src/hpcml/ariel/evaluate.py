@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpcml.ariel.formats import N_WAVELENGTHS  # noqa: E402
+from hpcml.ariel.layout import N_WAVELENGTHS  # noqa: E402
 from hpcml.ariel.metric import ariel_score, average_by_planet  # noqa: E402
 from hpcml.ariel.dataset import ArielData, load_splits  # noqa: E402
 from hpcml.core.atomic import atomic_path, write_json  # noqa: E402

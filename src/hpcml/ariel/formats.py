@@ -21,7 +21,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from hpcml.ariel.layout import N_TIMESTEPS, N_WAVELENGTHS  # noqa: F401 (the shape, for the parser's users)
+from hpcml.ariel.layout import N_WAVELENGTHS
 
 STELLAR_KEYS = ("star_temp", "star_logg", "star_rad", "star_mass", "star_k_mag", "period")
 PARAM_KEYS = ("sma", "incl")

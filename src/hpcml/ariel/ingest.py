@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, ArielFormatError, STELLAR_KEYS, parse_name, read_noisy, read_params
+from hpcml.ariel.formats import ArielFormatError, STELLAR_KEYS, parse_name, read_noisy, read_params
+from hpcml.ariel.layout import N_TIMESTEPS, N_WAVELENGTHS
 from hpcml.ariel.layout import DATASETS, PARAMS, hidden_entries, list_files
 from hpcml.core.atomic import atomic_npy_memmap, write_json, write_npy, write_parquet
 from hpcml.core.concat import concat_npy

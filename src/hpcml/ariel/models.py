@@ -5,7 +5,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from hpcml.ariel.formats import N_WAVELENGTHS, STELLAR_KEYS
+from hpcml.ariel.formats import STELLAR_KEYS
+from hpcml.ariel.layout import N_WAVELENGTHS
 
 NEURAL_MODELS = ("baseline", "cnn")
 

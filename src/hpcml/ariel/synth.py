@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS, STELLAR_KEYS
+from hpcml.ariel.formats import STELLAR_KEYS
+from hpcml.ariel.layout import N_TIMESTEPS, N_WAVELENGTHS
 from hpcml.core.atomic import write_json, write_text
 from hpcml.ariel.layout import too_many_planets
 from hpcml.core.config import ConfigError

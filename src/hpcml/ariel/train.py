@@ -19,7 +19,7 @@ from sklearn.linear_model import RidgeCV
 
 from hpcml.ariel import features
 from hpcml.ariel.dataset import ARRAYS, ArielData, load_splits
-from hpcml.ariel.formats import N_TIMESTEPS, N_WAVELENGTHS
+from hpcml.ariel.layout import N_TIMESTEPS, N_WAVELENGTHS
 from hpcml.ariel.metric import ariel_score
 from hpcml.ariel.transforms import Transforms
 from hpcml.core.atomic import atomic_path, write_npy
