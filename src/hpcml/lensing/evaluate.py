@@ -179,8 +179,9 @@ def _plots(families: dict[str, dict[str, np.ndarray]], data: dict[str, np.ndarra
     fig, ax = plt.subplots(figsize=(7, 3.5))
     counts = sorted({c for e in results.values() for c in e["by_image_count"]}, key=int)
     width = 0.8 / max(1, len(results))
+    scatter = dict(zip(targets, np.maximum(np.asarray(data["targets"]).std(0), 1e-12)))
     for j, (family, entry) in enumerate(results.items()):
-        values = [np.mean([entry["by_image_count"][c][n] / max(np.std(np.asarray(data["targets"])[:, k]), 1e-12) for k, n in enumerate(targets)]) if c in entry["by_image_count"] else np.nan for c in counts]
+        values = [np.mean([entry["by_image_count"][c][n] / scatter[n] for n in targets]) if c in entry["by_image_count"] else np.nan for c in counts]
         ax.bar(np.arange(len(counts)) + j * width, values, width, label=family)
     ax.set_xticks(np.arange(len(counts)) + width * (len(results) - 1) / 2, [f"{c} images" for c in counts])
     ax.set_ylabel("mean RMSE / scatter of the targets")

@@ -55,7 +55,7 @@ class Sweep:
 
         table = self.table()
         space = Paramspace(table, filename_params="*", single_wildcard="trial")
-        return {name: {self.short[c]: _plain(v) for c, v in row.items()} for name, row in zip(space.instance_patterns, table.to_dict("records"))}
+        return {name: {self.short[c]: plain(v) for c, v in row.items()} for name, row in zip(space.instance_patterns, table.to_dict("records"))}
 
     def table(self) -> pd.DataFrame:
         if self.method == "grid":
@@ -139,24 +139,28 @@ def _check_parameter(key: str, spec: dict[str, Any], method: str, reads: tuple[s
     if "values" not in spec and distribution(spec) == "log_uniform_values" and spec["min"] <= 0:
         return [f"parameters.{key}: log_uniform_values needs min > 0"]
     for value in spec.get("values", [spec.get("min"), spec.get("max")]):
-        trial = copy.deepcopy(workflow_config)
-        configuration.set_dotted(trial, key, value)
         try:
-            configuration.validate(trial)
+            configuration.validate(with_values(workflow_config, {key: value}))
         except configuration.ConfigError as error:
             return [f"parameters.{key}: value {value!r} is not allowed: {str(error).splitlines()[-1].strip()}"]
     return []
 
 
+def with_values(workflow_config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the workflow config with dotted keys set: what a trial runs with."""
+    trial = copy.deepcopy(workflow_config)
+    for key, value in values.items():
+        configuration.set_dotted(trial, key, value)
+    return trial
+
+
 def overlay(best: dict[str, Any]) -> dict[str, Any]:
     """A config overlay (nested like config.yaml) from dotted keys: pass it with --configfile."""
-    out: dict[str, Any] = {}
-    for key, value in best.items():
-        configuration.set_dotted(out, key, value)
-    return out
+    return with_values({}, best)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """numpy scalars as Python values (YAML and JSON know no numpy types)."""
     return value.item() if isinstance(value, np.generic) else value
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from hpcml.core.atomic import write_json, write_parquet
 from hpcml.core.config import validate
-from hpcml.sweeps.definition import Sweep, dump_overlay, overlay
+from hpcml.sweeps.definition import Sweep, dump_overlay, plain, with_values
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _native(value: Any, dist: Any) -> Any:
 
     if isinstance(dist, CategoricalDistribution):
         return next(c for c in dist.choices if c == value)
-    return value.item() if isinstance(value, np.generic) else value
+    return plain(value)
 
 
 def write_results(sweep: Sweep, folder: str | Path, workflow_config: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +68,8 @@ def write_results(sweep: Sweep, folder: str | Path, workflow_config: dict[str, A
     if results.empty:
         raise RuntimeError(f"sweep {sweep.name}: no finished trial in {folder}; see the trial logs under {folder / 'trials'}")
     best_row = results.sort_values(sweep.metric, ascending=sweep.goal == "minimize").iloc[0]
-    best = {k: _plain(best_row[k]) for k in sweep.parameters}
-    validate(_merge(workflow_config, overlay(best)))
+    best = {k: plain(best_row[k]) for k in sweep.parameters}
+    validate(with_values(workflow_config, best))
     write_parquet(folder / "results.parquet", results)
     dump_overlay(folder / "best.yaml", best)
     summary = {
@@ -82,17 +82,6 @@ def write_results(sweep: Sweep, folder: str | Path, workflow_config: dict[str, A
     _parallel_coordinates(sweep, results, folder / "parallel_coordinates.png")
     log.info("sweep %s: %d trials, best %s = %.6g with %s", sweep.name, len(results), sweep.metric, best_row[sweep.metric], best)
     return summary
-
-
-def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in change.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _parallel_coordinates(sweep: Sweep, results: pd.DataFrame, path: Path) -> None:
