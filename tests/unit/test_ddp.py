@@ -12,10 +12,12 @@ CUDA GPUs only.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,7 @@ GLOBAL_BATCH = 8
 N_STEPS = 300
 NAMES = ("X", "stellar", "targets")
 BOOKKEEPING = {"run_settings.json", "checkpoints", "wandb_run_id"}
+RANK_DEADLINE_S = 240
 
 
 def _free_port() -> int:
@@ -67,7 +70,7 @@ def _rank_step(rank: int, port: int, model: str, state: dict, batch: dict, sync_
     The file holds the all-reduced mean loss, the gradients after DDP's averaging and
     the positions this rank was dealt, or DDP's error when it refuses the module.
     """
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
     try:
         module = ArielRegressor(model, N_STEPS, 1e-3)
         module.load_state_dict(state)
@@ -91,7 +94,16 @@ def _rank_step(rank: int, port: int, model: str, state: dict, batch: dict, sync_
 
 
 def _run_ranks(module: ArielRegressor, batch: dict[str, torch.Tensor], sync_batchnorm: bool, out: Path) -> list[dict]:
-    mp.spawn(_rank_step, args=(_free_port(), module.hparams.model, module.state_dict(), batch, sync_batchnorm, out), nprocs=WORLD)
+    """The ranks' results; a rank that hangs (a lost peer, a taken port) fails the test
+    after a deadline instead of stalling the suite."""
+    context = mp.start_processes(_rank_step, args=(_free_port(), module.hparams.model, module.state_dict(), batch, sync_batchnorm, out),
+                                 nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + RANK_DEADLINE_S
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"DDP ranks did not finish within {RANK_DEADLINE_S} s")
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
