@@ -38,7 +38,7 @@ rule ariel_synth:
     conda:
         ENV
     shell:
-        "hpcml ariel synth --settings {params.settings} {params.out} > {log} 2>&1"
+        "hpcml ariel synth --settings {params.settings} {params.out:q} > {log:q} 2>&1"
 
 
 rule ariel_ingest:
@@ -56,8 +56,8 @@ rule ariel_ingest:
     conda:
         ENV
     shell:
-        "hpcml ariel ingest {params.source} {params.out} --settings {params.settings} "
-        "--dataset {wildcards.dataset} --shard {params.index} > {log} 2>&1"
+        "hpcml ariel ingest {params.source:q} {params.out:q} --settings {params.settings} "
+        "--dataset {wildcards.dataset} --shard {params.index} > {log:q} 2>&1"
 
 
 rule ariel_combine:
@@ -67,14 +67,14 @@ rule ariel_combine:
         [f"{ARIEL_DATA}/{{dataset}}/{name}" for name in ARIEL_ARRAYS],
         report=f"{ARIEL_DATA}/{{dataset}}/ingest_report.json",
     params:
-        shards=lambda w: " ".join(f"{ARIEL_DIR}/ingest/{w.dataset}/{s}" for s in ARIEL_SHARDS[w.dataset]),
+        shards=lambda w: " ".join(shlex.quote(f"{ARIEL_DIR}/ingest/{w.dataset}/{s}") for s in ARIEL_SHARDS[w.dataset]),
         out=subpath(output.report, parent=True),
     log:
         f"{LOGS}/ariel/combine_{{dataset}}.log",
     conda:
         ENV
     shell:
-        "hpcml ariel combine --out {params.out} {params.shards} > {log} 2>&1"
+        "hpcml ariel combine --out {params.out:q} {params.shards} > {log:q} 2>&1"
 
 
 rule ariel_split:
@@ -90,7 +90,7 @@ rule ariel_split:
     conda:
         ENV
     shell:
-        "hpcml ariel split --settings {params.settings} --data {params.data} --out {output} > {log} 2>&1"
+        "hpcml ariel split --settings {params.settings} --data {params.data:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule ariel_transforms:
@@ -107,8 +107,8 @@ rule ariel_transforms:
     conda:
         ENV
     shell:
-        "hpcml ariel fit-transforms --settings {params.settings} --data {params.data} "
-        "--folds {input.folds} --out {output} > {log} 2>&1"
+        "hpcml ariel fit-transforms --settings {params.settings} --data {params.data:q} "
+        "--folds {input.folds:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule ariel_train_neural:
@@ -132,8 +132,8 @@ rule ariel_train_neural:
         ENV
     shell:
         "hpcml ariel train --settings {params.settings} --set training.num_workers={resources.workers} "
-        "--model {wildcards.model} --data {params.data} --folds {input.folds} --transforms {input.transforms} "
-        "--out {params.out} > {log} 2>&1"
+        "--model {wildcards.model} --data {params.data:q} --folds {input.folds:q} --transforms {input.transforms:q} "
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 rule ariel_train_gbt:
@@ -150,8 +150,8 @@ rule ariel_train_gbt:
     conda:
         ENV
     shell:
-        "hpcml ariel train --settings {params.settings} --model gbt --data {params.data} "
-        "--folds {input.folds} --transforms {input.transforms} --out {params.out} > {log} 2>&1"
+        "hpcml ariel train --settings {params.settings} --model gbt --data {params.data:q} "
+        "--folds {input.folds:q} --transforms {input.transforms:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule ariel_evaluate:
@@ -169,7 +169,7 @@ rule ariel_evaluate:
         submission=f"{ARIEL_DIR}/submission/submission.txt",
     params:
         settings=step_settings(ARIEL_READS["evaluate"]),
-        models=" ".join(f"{m}={ARIEL_DIR}/models/{m}" for m in ARIEL["models"]),
+        models=" ".join(shlex.quote(f"{m}={ARIEL_DIR}/models/{m}") for m in ARIEL["models"]),
         data=subpath(input[0], ancestor=2),
         out=subpath(output.metrics, parent=True),
     log:
@@ -177,8 +177,8 @@ rule ariel_evaluate:
     conda:
         ENV
     shell:
-        "hpcml ariel evaluate --settings {params.settings} --data {params.data} --folds {input.folds} "
-        "--out {params.out} --submission {output.submission} {params.models} > {log} 2>&1"
+        "hpcml ariel evaluate --settings {params.settings} --data {params.data:q} --folds {input.folds:q} "
+        "--out {params.out:q} --submission {output.submission:q} {params.models} > {log:q} 2>&1"
 
 
 rule ariel:

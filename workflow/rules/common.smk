@@ -68,9 +68,10 @@ def sweep_command(name):
     settings = step_settings(reads, omit=["training.num_workers"])
     workers = f" --set training.num_workers={SWEEP_WORKERS}" if "training" in reads else ""
     base = f"hpcml {sweep.trainer.pipeline} train --settings {settings}{workers} --model {sweep.model}"
+    q = shlex.quote
     if sweep.trainer.pipeline == "ariel":
-        return f"{base} --data {ARIEL_DATA} --folds {ARIEL_TRAIN_INPUT['folds']} --transforms {ARIEL_TRAIN_INPUT['transforms']}"
-    return f"{base} --data {LENS_MODEL_DIR}/data"
+        return f"{base} --data {q(ARIEL_DATA)} --folds {q(ARIEL_TRAIN_INPUT['folds'])} --transforms {q(ARIEL_TRAIN_INPUT['transforms'])}"
+    return f"{base} --data {q(f'{LENS_MODEL_DIR}/data')}"
 
 
 def sweep_outputs(name):

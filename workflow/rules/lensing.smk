@@ -23,7 +23,7 @@ rule lensing_simulate:
         ENV
     shell:
         "hpcml lensing simulate --settings {params.settings} "
-        "--shard {params.index} --out {params.out} > {log} 2>&1"
+        "--shard {params.index} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule lensing_combine:
@@ -34,7 +34,7 @@ rule lensing_combine:
         summary=f"{LENS_DIR}/catalog/{{family}}/summary.json",
     params:
         settings=step_settings(LENS_READS["combine"]),
-        shards=" ".join(f"{LENS_DIR}/shards/{s}" for s in LENS_SHARDS),
+        shards=" ".join(shlex.quote(f"{LENS_DIR}/shards/{s}") for s in LENS_SHARDS),
         out=subpath(output.summary, parent=True),
     log:
         f"{LOGS}/lensing/combine/{{family}}.log",
@@ -42,7 +42,7 @@ rule lensing_combine:
         ENV
     shell:
         "hpcml lensing combine --settings {params.settings} "
-        "--family {wildcards.family} --out {params.out} {params.shards} > {log} 2>&1"
+        "--family {wildcards.family} --out {params.out:q} {params.shards} > {log:q} 2>&1"
 
 
 rule lensing_report:
@@ -67,8 +67,8 @@ rule lensing_report:
     conda:
         ENV
     shell:
-        "hpcml lensing report --settings {params.settings} --catalog {params.catalog} "
-        "--out {params.out} > {log} 2>&1"
+        "hpcml lensing report --settings {params.settings} --catalog {params.catalog:q} "
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 rule lensing_simulation:

@@ -35,7 +35,7 @@ rule lensing_dataset:
     conda:
         ENV
     shell:
-        "hpcml lensing dataset --settings {params.settings} --catalog {params.catalog} --out {params.out} > {log} 2>&1"
+        "hpcml lensing dataset --settings {params.settings} --catalog {params.catalog:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule lensing_train:
@@ -51,7 +51,7 @@ rule lensing_train:
         settings=lambda w: step_settings(lens_train_reads(w.model), omit=["training.num_workers"]),
         data=subpath(input[0], parent=True),
         out=subpath(output[0], parent=True),
-        render=lambda w, input: f"--render {input.render}" if w.model == "cnn" else "",
+        render=lambda w, input: f"--render {shlex.quote(input.render)}" if w.model == "cnn" else "",
     resources:
         workers=LENS_WORKERS,
         cpus_per_gpu=LENS_WORKERS + 1,
@@ -61,7 +61,7 @@ rule lensing_train:
         ENV
     shell:
         "hpcml lensing train --settings {params.settings} --set training.num_workers={resources.workers} "
-        "--model {wildcards.model} --data {params.data} {params.render} --out {params.out} > {log} 2>&1"
+        "--model {wildcards.model} --data {params.data:q} {params.render} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule lensing_evaluate:
@@ -77,14 +77,14 @@ rule lensing_evaluate:
     params:
         settings=step_settings(LENS_READS["evaluate"]),
         data=subpath(input[0], parent=True),
-        models=" ".join(f"{m}={LENS_MODEL_DIR}/{m}" for m in LENS_MODEL_NAMES),
+        models=" ".join(shlex.quote(f"{m}={LENS_MODEL_DIR}/{m}") for m in LENS_MODEL_NAMES),
         out=subpath(output.metrics, parent=True),
     log:
         f"{LOGS}/lensing/evaluate.log",
     conda:
         ENV
     shell:
-        "hpcml lensing evaluate --settings {params.settings} --data {params.data} --out {params.out} {params.models} > {log} 2>&1"
+        "hpcml lensing evaluate --settings {params.settings} --data {params.data:q} --out {params.out:q} {params.models} > {log:q} 2>&1"
 
 
 rule lensing_models:

@@ -34,7 +34,7 @@ rule sweep_trial:
     conda:
         ENV
     shell:
-        "{params.command} {params.sets} --out {params.out} > {log} 2>&1"
+        "{params.command} {params.sets} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule sweep_worker:
@@ -54,8 +54,8 @@ rule sweep_worker:
     conda:
         ENV
     shell:
-        "hpcml sweep worker --settings {params.settings} --definition {params.definition} --command {params.command} "
-        "--folder {params.folder} --worker {wildcards.worker} --done {output} > {log} 2>&1"
+        "hpcml sweep worker --settings {params.settings} --definition {params.definition:q} --command {params.command} "
+        "--folder {params.folder:q} --worker {wildcards.worker} --done {output:q} > {log:q} 2>&1"
 
 
 rule sweep_results:
@@ -75,7 +75,7 @@ rule sweep_results:
     conda:
         ENV
     shell:
-        "hpcml sweep results --settings {params.settings} --definition {params.definition} --folder {params.folder} > {log} 2>&1"
+        "hpcml sweep results --settings {params.settings} --definition {params.definition:q} --folder {params.folder:q} > {log:q} 2>&1"
 
 
 TARGETS.extend(f"{SWEEP_DIR}/{name}/summary.json" for name in SWEEPS)
