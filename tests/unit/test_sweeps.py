@@ -3,6 +3,7 @@ bayes worker recovers a trial abandoned by a killed worker without losing or rep
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -85,3 +86,94 @@ def test_bayes_worker_retries_an_abandoned_trial_and_loses_none(tmp_path):
     assert len(set(folders)) == len(folders)
     run_worker(sweep, f"{sys.executable} {script}", folder, worker=1)
     assert len(open_study(sweep, folder).get_trials(states=(TrialState.COMPLETE,))) == 5, "a rerun adds no trial"
+
+
+LIGHTNING_TRAIN = """
+import json, sys
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from hpcml.core import pruning
+
+args = sys.argv[1:]
+params = dict(a.split("=", 1)[1].split("=", 1) for a in args if a.startswith("--set="))
+out = args[args.index("--out") + 1]
+x = float(params["ariel.gbt.max_iter"])
+
+
+class Constant(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, index):
+        return (self.w ** 2).sum()
+
+    def validation_step(self, batch, index):
+        self.log("val_loss", x + 0 * self.w.sum())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+loader = DataLoader(TensorDataset(torch.zeros(1, 1)))
+trainer = pl.Trainer(max_epochs=2, callbacks=pruning.from_environment("val_loss", "min"), logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+trainer.fit(Constant(), loader, loader)
+json.dump({"value": -x, "epochs": trainer.current_epoch}, open(out + "/summary.json", "w"))
+"""
+
+
+def test_early_terminate_prunes_trials_through_the_fit_callbacks(tmp_path):
+    """W&B's early_terminate (hyperband) becomes Optuna pruning inside each trial's real Lightning run:
+    after a good first trial, worse ones stop at their first epoch."""
+    script = tmp_path / "train.py"
+    script.write_text(LIGHTNING_TRAIN)
+    workflow = configuration.validate({})
+    with pytest.raises(configuration.ConfigError, match="early_terminate: needs method bayes"):
+        load(_definition(tmp_path, parameters={"ariel.gbt.max_iter": {"values": [1]}}, early_terminate={"type": "hyperband", "min_iter": 1}), workflow)
+    sweep = load(_definition(tmp_path, method="bayes", run_cap=3, parameters={"ariel.gbt.max_iter": {"min": 1, "max": 50}},
+                             early_terminate={"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3}), workflow)
+    folder = tmp_path / "sweep"
+    for x in (1, 40, 50):
+        open_study(sweep, folder).enqueue_trial({"ariel.gbt.max_iter": x})
+    run_worker(sweep, f"{sys.executable} {script}", folder, worker=0)
+    trials = open_study(sweep, folder).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
+    assert trials[0].value == -1 and trials[0].intermediate_values == {1: -1.0, 2: -1.0}
+    for trial in trials[1:]:
+        marker = json.loads((folder / trial.user_attrs["folder"] / "pruned.json").read_text())
+        assert marker["epoch"] == 1 and trial.intermediate_values == {1: -marker["val_loss"]}, "reported in the sweep's direction"
+        assert json.loads((folder / trial.user_attrs["folder"] / "summary.json").read_text())["epochs"] == 1
+
+
+def test_wandb_export_runs_a_trial_as_the_agent_would(tmp_path, monkeypatch):
+    """The exported sweep file's command, expanded by W&B's own agent code, trains one trial and
+    reports the metric to the agent's run (offline here; the controller needs a server)."""
+    import subprocess
+
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    from hpcml.sweeps.wandb_export import export
+
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    sweep = load(_definition(tmp_path, method="bayes", run_cap=4, workers=2, parameters={"ariel.gbt.max_iter": {"min": 1, "max": 12}}), configuration.validate({}))
+    folder = tmp_path / "sweep"
+    settings = configuration.pick(configuration.validate({}), ("seed", "wandb"))
+    sweep_file = export(sweep, f"{sys.executable} {script}", folder, settings, logs=tmp_path / "logs")
+    spec = yaml.safe_load(sweep_file.read_text())
+    assert spec["method"] == "bayes" and spec["metric"] == {"name": "val_score", "goal": "maximize"} and spec["run_cap"] == 4
+    assert "srun --ntasks=\"$SLURM_NTASKS\" wandb agent --count 2" in (folder / "wandb" / "agent.sbatch").read_text()
+
+    agent_command = {"args": {"ariel.gbt.max_iter": {"value": 7}}, "run_id": "abc123"}
+    params_file = tmp_path / "config-abc123.json"
+    params_file.write_text(create_sweep_command_args(agent_command)["args_json"][0])
+    words = []
+    for word in create_sweep_command(spec["command"]):
+        words += {"${env}": ["/usr/bin/env"], "${args_json_file}": [str(params_file)]}.get(word, [word])
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_RUN_ID": "abc123", "WANDB_DIR": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(words, check=True, env=env, cwd=tmp_path, timeout=300)
+    assert json.loads((folder / "wandb_runs" / "abc123" / "summary.json").read_text())["value"] == 0
+    runs = list((tmp_path / "wandb").glob("offline-run-*-abc123"))
+    assert runs, "the metric goes to the agent's run"

@@ -78,4 +78,24 @@ rule sweep_results:
         "hpcml sweep results --settings {params.settings} --definition {params.definition:q} --folder {params.folder:q} > {log:q} 2>&1"
 
 
-TARGETS.extend(f"{SWEEP_DIR}/{name}/summary.json" for name in SWEEPS)
+# The same sweep for a W&B server: its sweep file and an sbatch script for the agents (README, Sweeps).
+rule sweep_export:
+    output:
+        f"{SWEEP_DIR}/{{sweep}}/wandb/sweep.yaml",
+        f"{SWEEP_DIR}/{{sweep}}/wandb/agent.sbatch",
+    params:
+        settings=step_settings(("seed", "wandb")),
+        definition=lambda w: SWEEPS[w.sweep].path,
+        command=lambda w: shlex.quote(sweep_command(w.sweep)),
+        folder=subpath(output[0], ancestor=2),
+        logs=f"{LOGS}/sweeps",
+    log:
+        f"{LOGS}/sweeps/{{sweep}}/export.log",
+    conda:
+        ENV
+    shell:
+        "hpcml sweep export --settings {params.settings} --definition {params.definition:q} --command {params.command} "
+        "--folder {params.folder:q} --logs {params.logs:q} > {log:q} 2>&1"
+
+
+TARGETS.extend(f"{SWEEP_DIR}/{name}/{target}" for name in SWEEPS for target in ("summary.json", "wandb/sweep.yaml"))

@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from hpcml.core import pruning
 from hpcml.core.data import ArrayDataModule
 from hpcml.core.training import best_checkpoint, build_trainer, epochs_run
 
@@ -96,7 +97,7 @@ def fit(
     timer = StepTimer()
     trainer, resume = build_trainer(
         run_dir, training, wandb, max_epochs, seed, run_name, monitor=monitor, mode=mode,
-        callbacks=[timer, *callbacks], hyperparameters=hyperparameters, data_files=data_files,
+        callbacks=[timer, *callbacks, *pruning.from_environment(monitor, mode)], hyperparameters=hyperparameters, data_files=data_files,
     )
     device = trainer.strategy.root_device
     if device.type == "cuda":

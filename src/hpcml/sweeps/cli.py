@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hpcml.core.cli import add_settings_args, step_config
 
-READS = {"worker": ("seed",), "results": ("seed",)}
+READS = {"worker": ("seed",), "results": ("seed",), "export": ("seed", "wandb"), "trial": ("seed", "wandb")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--definition", type=Path, required=True)
     p.add_argument("--folder", type=Path, required=True)
     p.set_defaults(func=_results)
+
+    p = steps.add_parser(
+        "export",
+        help="write the sweep as a W&B sweep file and an sbatch script for its agents (for a W&B server)",
+        description="Writes FOLDER/wandb/sweep.yaml and agent.sbatch. Then: wandb sweep --project P FOLDER/wandb/sweep.yaml, "
+        "and sbatch FOLDER/wandb/agent.sbatch ENTITY/PROJECT/SWEEP_ID.",
+    )
+    p.add_argument("--definition", type=Path, required=True)
+    p.add_argument("--command", required=True, help="the training step's command without --out (the workflow builds it)")
+    p.add_argument("--folder", type=Path, required=True, help="the sweep's folder")
+    p.add_argument("--logs", type=Path, default=Path("logs/sweeps"), help="folder for the agents' SLURM output")
+    p.set_defaults(func=_export)
+
+    p = steps.add_parser("trial", help="run one trial for a W&B agent: parameters from ${args_json_file}, metric to the agent's run")
+    p.add_argument("--definition", type=Path, required=True)
+    p.add_argument("--command", required=True, help="the training step's command without --out")
+    p.add_argument("--folder", type=Path, required=True, help="the sweep's folder (trials go to wandb_runs/RUN_ID)")
+    p.add_argument("--params", type=Path, required=True, help="JSON file of {dotted key: value} (the agent's ${args_json_file})")
+    p.set_defaults(func=_trial)
 
     for name, step in steps.choices.items():
         add_settings_args(step, READS[name])
@@ -53,3 +72,18 @@ def _results(args: argparse.Namespace) -> None:
 
     sweep, workflow = _load(args)
     write_results(sweep, args.folder, workflow)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from hpcml.core.config import pick
+    from hpcml.sweeps.wandb_export import export
+
+    sweep, workflow = _load(args)
+    print(export(sweep, args.command, args.folder, pick(workflow, READS["trial"]), args.logs))
+
+
+def _trial(args: argparse.Namespace) -> None:
+    from hpcml.sweeps.wandb_export import run_agent_trial
+
+    sweep, workflow = _load(args)
+    run_agent_trial(sweep, args.command, args.folder, args.params, workflow["wandb"])

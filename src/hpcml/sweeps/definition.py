@@ -43,6 +43,15 @@ class Sweep:
     seed: int
     trainer: Trainer
     short: dict[str, str] = field(default_factory=dict)
+    early_terminate: dict[str, Any] | None = None
+
+    @property
+    def pruner(self) -> dict[str, Any] | None:
+        """Optuna HyperbandPruner arguments from W&B's early_terminate (epochs are its iterations)."""
+        if not self.early_terminate:
+            return None
+        spec = self.early_terminate
+        return {"min_resource": spec["min_iter"], "max_resource": spec.get("max_iter", "auto"), "reduction_factor": spec.get("eta", 3)}
 
     @property
     def summary_field(self) -> str:
@@ -106,6 +115,8 @@ def load(path: str | Path, workflow_config: dict[str, Any]) -> Sweep:
     metric = spec["metric"]["name"]
     if metric != trainer.objective and metric not in _NUMERIC_FIELDS:
         problems.append(f"metric.name: {metric!r}; {spec['rule']} reports {trainer.objective!r} (or one of {list(_NUMERIC_FIELDS)})")
+    if spec.get("early_terminate") and spec["method"] != "bayes":
+        problems.append("early_terminate: needs method bayes (grid and random trials run as independent jobs, with no shared study to compare them)")
     if spec["method"] != "grid" and "run_cap" not in spec:
         problems.append(f"run_cap: a {spec['method']} sweep needs the number of trials")
     reads = trainer.reads(model) if model else ()
@@ -120,6 +131,7 @@ def load(path: str | Path, workflow_config: dict[str, Any]) -> Sweep:
         name=spec.get("name", path.stem), path=path, rule=spec["rule"], model=model, method=spec["method"],
         metric=metric, goal=spec["metric"]["goal"], parameters=spec["parameters"], run_cap=spec.get("run_cap"),
         workers=spec["workers"], seed=spec.get("seed", workflow_config["seed"]), trainer=trainer, short=short,
+        early_terminate=spec.get("early_terminate"),
     )
 
 

@@ -29,6 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import TrialState
 
+from hpcml.core.pruning import PRUNED_FILE, trial_environment
 from hpcml.sweeps.definition import Sweep, distribution
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def open_study(sweep: Sweep, folder: Path, sampler_seed: int | None = None) -> o
     journal = str(folder / "study.journal")
     storage = JournalStorage(JournalFileBackend(journal, lock_obj=JournalFileOpenLock(journal)))
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=max(2, min(10, (sweep.run_cap or 10) // 3)))
-    return optuna.create_study(storage=storage, study_name=sweep.name, direction=sweep.goal, sampler=sampler, load_if_exists=True)
+    pruner = optuna.pruners.HyperbandPruner(**sweep.pruner) if sweep.pruner else optuna.pruners.NopPruner()
+    return optuna.create_study(storage=storage, study_name=sweep.name, direction=sweep.goal, sampler=sampler, pruner=pruner, load_if_exists=True)
 
 
 def trial_folder(folder: Path, trial: optuna.trial.BaseTrial) -> Path:
@@ -74,7 +76,7 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
             with _lock(folder / "ask.lock"):
                 _recover_abandoned(study, folder)
                 trials = study.get_trials(deepcopy=False)
-                done = sum(t.state == TrialState.COMPLETE for t in trials)
+                done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 if done + running >= sweep.run_cap:
                     break
@@ -84,7 +86,13 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
             params = trial.params
             out = trial_folder(folder, trial)
             trial.set_user_attr("folder", str(out.relative_to(folder)))
-            value = _run_trial(sweep, command, params, out)
+            env = trial_environment(folder / "study.journal", sweep.name, trial._trial_id, sweep.goal, sweep.pruner, out)
+            value = run_trial(sweep, command, params, out, env)
+            if (out / PRUNED_FILE).exists():
+                study.tell(trial, state=TrialState.PRUNED)
+                ran, failures = ran + 1, 0
+                log.info("sweep %s: trial %d %s pruned: %s", sweep.name, trial.number, params, (out / PRUNED_FILE).read_text())
+                continue
             if value is None:
                 study.tell(trial, state=TrialState.FAIL)
                 failures += 1
@@ -97,11 +105,15 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
     return {"ran": ran}
 
 
-def _run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path) -> float | None:
+def run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path, env: dict[str, str] | None = None) -> float | None:
+    """Run the training step with the trial's ``--set`` overrides into ``out``; its metric, or None if it failed."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / PRUNED_FILE).unlink(missing_ok=True)
     sets = " ".join(shlex.quote(f"--set={k}={json.dumps(v)}") for k, v in params.items())
     with open(out / "trial.log", "a") as handle:
-        code = subprocess.run(f"{command} {sets} --out {shlex.quote(str(out))}", shell=True, stdout=handle, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(
+            f"{command} {sets} --out {shlex.quote(str(out))}", shell=True, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        ).returncode
     summary = out / "summary.json"
     if code != 0 or not summary.exists():
         log.warning("sweep %s: trial %s failed (exit %d); log: %s", sweep.name, params, code, out / "trial.log")
