@@ -13,6 +13,7 @@ CUDA GPUs only.
 from __future__ import annotations
 
 import datetime
+import faulthandler
 import json
 import socket
 import subprocess
@@ -70,6 +71,8 @@ def _rank_step(rank: int, port: int, model: str, state: dict, batch: dict, sync_
     The file holds the all-reduced mean loss, the gradients after DDP's averaging and
     the positions this rank was dealt, or DDP's error when it refuses the module.
     """
+    # A rank still here near the deadline prints where it waits (a hang was seen once in a full suite).
+    faulthandler.dump_traceback_later(RANK_DEADLINE_S - 30, exit=True)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
     try:
         module = ArielRegressor(model, N_STEPS, 1e-3)
