@@ -10,7 +10,7 @@ import pytest
 from hpcml.core.chunks import SETTINGS_FILE, run_chunks
 from hpcml.core.concat import ConcatError, concat_npy
 from hpcml.core.ids import IdCheckError, check_ids
-from hpcml.core.shards import chunk_ranges
+from hpcml.core.shards import chunk_ranges, size_for_wall_limit, slurm_minutes
 
 RANGES = chunk_ranges(0, 50, 10)
 
@@ -126,3 +126,29 @@ def test_id_check_without_expected_set_finds_repeats_only():
     check_ids(["b.txt", "a.txt"], context="train")
     with pytest.raises(IdCheckError, match=r"train: 1 files repeated \(first: \['a.txt'\]\)\. Re-run the ingest shards\."):
         check_ids(np.array(["a.txt", "b.txt", "a.txt"]), context="train", label="files", rerun="the ingest shards")
+
+
+def test_shards_take_a_quarter_of_the_wall_limit():
+    assert [slurm_minutes(t) for t in ("45", "30:30", "02:00:00", "2-00:00:00", "1-12", "1-12:30")] == [45, 30.5, 120, 2880, 2160, 2190]
+    with pytest.raises(ValueError, match="no time limit"):
+        slurm_minutes("UNLIMITED")
+    assert size_for_wall_limit(rate=100.0, wall_limit_minutes=48 * 60) == 100 * 48 * 3600 // 4
+    assert size_for_wall_limit(rate=1e-4, wall_limit_minutes=1) == 1
+
+
+def test_calibration_writes_an_overlay_the_schema_accepts(tmp_path):
+    """The rate is measured on the shard's own code path; the overlay sizes shards and their SLURM runtime."""
+    import yaml
+
+    from hpcml.cli import main
+    from hpcml.core.config import validate
+    from hpcml.lensing.calibrate import plan
+
+    assert plan(rate=10.0, wall_limit_minutes=60, n_lenses=100_000) == {
+        "rate_lenses_per_s": 10.0, "wall_limit_minutes": 60, "shard_size": 9000, "chunk_size": 3000, "shard_minutes": 15.0, "shards": 12}
+    overlay = tmp_path / "shards.yaml"
+    assert main(["-q", "lensing", "calibrate", "--wall-limit", "60", "--sample", "40", "--set", "lensing.render.enabled=false",
+                 "--set", "lensing.n_lenses=100000", "--out", str(overlay)]) == 0
+    settings = validate(yaml.safe_load(overlay.read_text()))["lensing"]
+    assert settings["shard_size"] <= 100_000 and settings["chunk_size"] <= settings["shard_size"]
+    assert 0 < settings["shard_minutes"] <= 15.0

@@ -1,4 +1,6 @@
 # Lensing: shards of simulated lenses -> one catalogue per family -> report figures.
+import math
+
 from hpcml.lensing.cli import READS as LENS_READS
 from hpcml.lensing.planning import count_lenses, shard_files
 
@@ -17,6 +19,9 @@ rule lensing_simulate:
         settings=step_settings(LENS_READS["simulate"]),
         index=shard_index,
         out=subpath(output[0], ancestor=2),
+    resources:
+        # SLURM minutes: twice lensing.shard_minutes (measured by `hpcml lensing calibrate`), else 30; times the attempt.
+        runtime=lambda w, attempt: attempt * (math.ceil(2 * LENS["shard_minutes"]) if LENS["shard_minutes"] else 30),
     log:
         f"{LOGS}/lensing/simulate/{{shard}}.log",
     conda:

@@ -14,6 +14,7 @@ READS = {
     "combine": ("seed", *SIMULATION),
     "report": ("lensing.families", "lensing.report"),
     "count": ("lensing.source", "lensing.table", "lensing.n_lenses", "lensing.shard_size"),
+    "calibrate": ("seed", *SIMULATION),
     "dataset": ("seed", *(f"lensing.models.{k}" for k in ("max_images", "targets", "noise", "splits.n_folds"))),
     "evaluate": ("lensing.cosmology", "lensing.models.targets", "lensing.models.noise.delay_fraction", "lensing.models.h0"),
 }
@@ -52,6 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser("count", help="print the number of shards the settings make")
     p.set_defaults(func=_count)
+
+    p = steps.add_parser(
+        "calibrate",
+        help="measure lenses/s per core and size shards to a quarter of the wall-time limit",
+        description="Simulates a sample of lenses as a shard would (one core, every family, rendering) and writes a config "
+        "overlay with lensing.shard_size, chunk_size and shard_minutes (SLURM then gets twice that per shard). "
+        "Pass it with: snakemake --profile profiles/slurm --configfile config/config.yaml OVERLAY.",
+    )
+    limit = p.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--wall-limit", type=float, metavar="MINUTES", help="the partition's time limit in minutes")
+    limit.add_argument("--partition", help="ask sinfo for this partition's time limit")
+    p.add_argument("--sample", type=int, default=500, help="lenses to simulate for the measurement (default 500)")
+    p.add_argument("--out", type=Path, help="config overlay to write (YAML)")
+    p.set_defaults(func=_calibrate)
 
     p = steps.add_parser("dataset", help="observables with measurement noise, targets and lens-id folds from one family's catalogue")
     p.add_argument("--catalog", type=Path, required=True, help="the family's catalogue folder (lenses.parquet, images.parquet)")
@@ -103,6 +118,16 @@ def _count(args: argparse.Namespace) -> None:
 
     settings = step_config(args)["lensing"]
     print(len(plan_shards(count_lenses(settings), settings["shard_size"])))
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    import json
+
+    from hpcml.lensing.calibrate import calibrate, partition_limit
+
+    config = step_config(args)
+    limit = args.wall_limit if args.wall_limit is not None else partition_limit(args.partition)
+    print(json.dumps(calibrate(config["lensing"], config["seed"], limit, args.sample, args.out), indent=2))
 
 
 def _dataset(args: argparse.Namespace) -> None:
