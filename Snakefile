@@ -8,6 +8,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# With --sdm apptainer every rule runs inside this image (built from envs/train.def; README, Cluster guide).
+container: config["container"]
+
+
 include: "workflow/rules/run_lock.smk"
 include: "workflow/rules/lensing.smk"
 include: "workflow/rules/lensing_models.smk"
