@@ -14,10 +14,13 @@ import numpy as np  # noqa: E402
 from hpcml.ariel.layout import N_WAVELENGTHS  # noqa: E402
 from hpcml.ariel.metric import ariel_score, average_by_planet  # noqa: E402
 from hpcml.ariel.dataset import ArielData, load_splits  # noqa: E402
+from hpcml.core import headline  # noqa: E402
 from hpcml.core.atomic import atomic_path, write_json  # noqa: E402
 from hpcml.core.figures import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
+# The run's landing page shows each model's challenge score; the organisers' MLP is the reference.
+SCORE = "challenge score (held-out planets)"
 
 
 def ensemble_weights(val_scores: dict[str, float]) -> dict[str, float]:
@@ -64,7 +67,9 @@ def evaluate(model_dirs: dict[str, Path], data_dir: Path, folds_path: Path, sett
         "metric": "1e4 - 2e6 * sum(w * y * |yhat - y|) / sum(w), unit weights, after per-planet averaging",
     }
     out_dir = Path(out_dir)
-    write_json(out_dir / "metrics.json", {**{m: v for m, v in metrics.items()}, "summary": summary})
+    scores = {m: {SCORE: metrics[m]["ariel_score"]} for m in metrics}
+    write_json(out_dir / "metrics.json", {**metrics, "summary": summary,
+                                          headline.KEY: headline.rows("ariel", scores, {SCORE: "higher"}, baselines=("baseline",))})
     _plots(preds, truth["holdout"], planets["holdout"], noise_level(train.arrays["X"][splits["holdout"]]), metrics, out_dir)
 
     test_meta = Path(data_dir) / "test" / "meta.parquet"

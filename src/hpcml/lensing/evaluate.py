@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from hpcml.core import headline  # noqa: E402
 from hpcml.core.atomic import write_json  # noqa: E402
 from hpcml.core.figures import save_figure  # noqa: E402
 from hpcml.lensing.naming import section  # noqa: E402
@@ -34,6 +35,13 @@ from hpcml.lensing.observables import IMAGE_TARGETS  # noqa: E402
 log = logging.getLogger(__name__)
 FIGURES = ("predicted_vs_true", "errors_by_image_count", "calibration", "h0")
 _SEED = 2021
+# The run's landing page: each model's error relative to the targets' scatter (comparable across
+# targets), the Einstein radius error, and how far H0 lands from the truth, in per cent and in
+# units of its own error (which a model's overconfidence inflates); the group's dense networks
+# (joined as "baseline") are the reference.
+RELATIVE_RMSE, THETA_E_RMSE = "RMSE / scatter (mean over lens parameters)", "theta_E RMSE [arcsec]"
+H0_BIAS, H0_PULL = "H0 |bias| [%]", "H0 |bias| / its error"
+HEADLINE = dict.fromkeys((RELATIVE_RMSE, THETA_E_RMSE, H0_BIAS, H0_PULL), "lower")
 
 
 def collect(model_dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
@@ -150,17 +158,34 @@ def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, An
         table = h0_per_lens(pred, rows, data, t, settings["noise"]["delay_fraction"], h0_sim, days_per_mpc_arcsec2, settings["h0"]["draws"])
         h0_tables[family] = table
         entry["h0"] = population_h0(table, h0_sim, probabilistic=bool(np.isfinite(pred[:, :t, 1]).all()))
+    scatter = dict(zip(targets, np.maximum(np.asarray(data["targets"]).std(0), 1e-12)))
     write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
                                           "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0",
-                                          "null": "image_targets and h0 of a model that predicts no per-image quantities"})
-    _plots(families, data, targets, results, h0_tables, h0_sim, out_dir)
+                                          "null": "image_targets and h0 of a model that predicts no per-image quantities",
+                                          headline.KEY: headline.rows("lensing models", headline_scores(results, scatter), HEADLINE, baselines=("baseline",))})
+    _plots(families, data, targets, results, h0_tables, h0_sim, scatter, out_dir)
     for family, entry in results.items():
         log.info("%s: theta_e RMSE %s, H0 %s", family, entry["targets"].get("theta_e", {}).get("rmse"), (entry["h0"] or {}).get("h0"))
     return results
 
 
+def headline_scores(results: dict[str, Any], scatter: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """Per model the HEADLINE scores; a model without H0 (no per-image predictions) has no H0 rows."""
+    scores = {}
+    for family, entry in results.items():
+        point = entry["targets"]
+        row = {RELATIVE_RMSE: float(np.mean([point[n]["rmse"] / scatter[n] for n in point]))}
+        if "theta_e" in point:
+            row[THETA_E_RMSE] = point["theta_e"]["rmse"]
+        h0 = entry["h0"] or {}
+        if h0.get("n_lenses"):
+            row.update({H0_BIAS: 100 * abs(h0["bias"]) / h0["h0_true"], H0_PULL: abs(h0["bias_in_sigma"])})
+        scores[family] = row
+    return scores
+
+
 def _plots(families: dict[str, dict[str, np.ndarray]], data: dict[str, np.ndarray], targets: list[str], results: dict[str, Any],
-           h0_tables: dict[str, pd.DataFrame], h0_sim: float, out_dir: Path) -> None:
+           h0_tables: dict[str, pd.DataFrame], h0_sim: float, scatter: dict[str, float], out_dir: Path) -> None:
     fig, axes = plt.subplots(len(families), len(targets), figsize=(2.6 * len(targets), 2.6 * len(families)), squeeze=False)
     for r, (family, p) in enumerate(families.items()):
         truth = np.asarray(data["targets"][p["rows"]])
@@ -179,7 +204,6 @@ def _plots(families: dict[str, dict[str, np.ndarray]], data: dict[str, np.ndarra
     fig, ax = plt.subplots(figsize=(7, 3.5))
     counts = sorted({c for e in results.values() for c in e["by_image_count"]}, key=int)
     width = 0.8 / max(1, len(results))
-    scatter = dict(zip(targets, np.maximum(np.asarray(data["targets"]).std(0), 1e-12)))
     for j, (family, entry) in enumerate(results.items()):
         values = [np.mean([entry["by_image_count"][c][n] / scatter[n] for n in targets]) if c in entry["by_image_count"] else np.nan for c in counts]
         ax.bar(np.arange(len(counts)) + j * width, values, width, label=family)
