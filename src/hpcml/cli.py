@@ -14,13 +14,13 @@ import warnings
 
 import yaml
 
-from hpcml import __version__, checks
+from hpcml import __version__, checks, report
 from hpcml.ariel import cli as ariel_cli
 from hpcml.lensing import cli as lensing_cli
 from hpcml.sage import cli as sage_cli
 from hpcml.sweeps import cli as sweeps_cli
 
-PIPELINES = (checks, lensing_cli, ariel_cli, sage_cli, sweeps_cli)
+PIPELINES = (checks, lensing_cli, ariel_cli, sage_cli, sweeps_cli, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
