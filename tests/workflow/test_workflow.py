@@ -13,15 +13,6 @@ from helpers import ROOT, snakemake
 pytestmark = pytest.mark.workflow
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny workflow run once to the end; tests below read or dry-run against it."""
-    work = tmp_path_factory.mktemp("tiny")
-    run = snakemake(work, "--cores", "2")
-    assert run.returncode == 0, run.stdout[-4000:]
-    return work
-
-
 def test_tiny_workflow_end_to_end(finished):
     tmp_path = finished
     results = tmp_path / "results"
@@ -45,20 +36,23 @@ def test_tiny_workflow_end_to_end(finished):
 
 
 NEURAL = {"ariel_train_neural": 2}
-ARIEL_MODELS = {**NEURAL, "ariel_train_gbt": 1, "ariel_evaluate": 1}
+# A new evaluation rewrites the run's summary (its headline scores).
+SUMMARY = {"report_summary": 1}
+ARIEL_MODELS = {**NEURAL, "ariel_train_gbt": 1, "ariel_evaluate": 1, **SUMMARY}
 # One key changed -> exactly these jobs planned (rule: count); "all" is the target rule.
 SINGLE_KEY_CHANGES = [
-    ({"ariel": {"cnn": {"learning_rate": 0.01}}}, {"ariel_train_neural": 1, "ariel_evaluate": 1}),
-    ({"ariel": {"gbt": {"max_iter": 11}}}, {"ariel_train_gbt": 1, "ariel_evaluate": 1}),
+    ({"ariel": {"cnn": {"learning_rate": 0.01}}}, {"ariel_train_neural": 1, "ariel_evaluate": 1, **SUMMARY}),
+    ({"ariel": {"gbt": {"max_iter": 11}}}, {"ariel_train_gbt": 1, "ariel_evaluate": 1, **SUMMARY}),
     ({"lensing": {"report": {"n_examples": 2}}}, {"lensing_report": 1}),
     ({"training": {"num_workers": 1}}, {}),
-    ({"training": {"precision": "bf16-mixed"}}, {**NEURAL, "ariel_evaluate": 1, "lensing_train": 4, "lensing_evaluate": 1}),
-    ({"lensing": {"models": {"set": {"learning_rate": 0.01}}}}, {"lensing_train": 1, "lensing_evaluate": 1}),
-    ({"lensing": {"models": {"noise": {"astrometry": 0.01}}}}, {"lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1}),
+    ({"training": {"precision": "bf16-mixed"}}, {**NEURAL, "ariel_evaluate": 1, "lensing_train": 4, "lensing_evaluate": 1, **SUMMARY}),
+    ({"lensing": {"models": {"set": {"learning_rate": 0.01}}}}, {"lensing_train": 1, "lensing_evaluate": 1, **SUMMARY}),
+    ({"lensing": {"models": {"noise": {"astrometry": 0.01}}}}, {"lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1, **SUMMARY}),
     ({"ariel": {"splits": {"val_fold": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
     ({"ariel": {"splits": {"n_folds": 4}}}, {"ariel_split": 1, "ariel_transforms": 1, **ARIEL_MODELS}),
     ({"ariel": {"transforms": {"time_bins": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
-    ({"lensing": {"solver": {"angular_grid": 128}}}, {"lensing_simulate": 4, "lensing_combine": 3, "lensing_report": 1, "lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1}),
+    ({"lensing": {"solver": {"angular_grid": 128}}},
+     {"lensing_simulate": 4, "lensing_combine": 3, "lensing_report": 1, "lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1, **SUMMARY}),
 ]
 
 
