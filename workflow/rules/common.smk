@@ -35,10 +35,55 @@ wildcard_constraints:
     shard=r"shard_\d{5}",
 
 
+class StepSettings(tuple):
+    """A step's ``--settings`` as rules pass it (a parameter): one item, the shell-quoted JSON.
+
+    Snakemake's report shows a job's parameters as text with every double quote escaped,
+    which turns JSON into one unreadable block; it shows ``str()`` of this instead, the
+    dotted keys with their values. The command line still gets the JSON (Snakemake joins a
+    tuple's items), and Snakemake records the repr, the quoted JSON string itself: a changed
+    key reruns the step, and results recorded when the parameter was that plain string are
+    not rerun.
+    """
+
+    def __new__(cls, settings):
+        self = super().__new__(cls, (shlex.quote(json.dumps(settings, sort_keys=True)),))
+        self.settings = settings
+        return self
+
+    def __getnewargs__(self):
+        return (self.settings,)
+
+    @property
+    def argument(self):
+        return self[0]
+
+    def __repr__(self):
+        return repr(self[0])
+
+    def __str__(self):
+        return "{" + ", ".join(f"{key}: {_shown(value)}" for key, value in _leaves(self.settings)) + "}"
+
+
+def _leaves(settings, prefix=""):
+    for key, value in sorted(settings.items()):
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _shown(value):
+    """YAML-like and without double quotes, which the report would escape."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return json.dumps(value) if value is None or isinstance(value, (bool, dict)) else str(value)
+
+
 def step_settings(reads, omit=()):
-    """The config keys a step reads (its READS entry), less ``omit``, as shell-quoted JSON:
+    """The config keys a step reads (its READS entry), less ``omit``, for ``--settings``:
     a change of any of them reruns the rule, a change of any other key does not."""
-    return shlex.quote(json.dumps(hpcml_config.pick(config, reads, omit), sort_keys=True))
+    return StepSettings(hpcml_config.pick(config, reads, omit))
 
 
 def shard_index(wildcards):
@@ -69,7 +114,7 @@ def sweep_command(name):
     reads = sweep.trainer.reads(sweep.model)
     settings = step_settings(reads, omit=["training.num_workers"])
     workers = f" --set training.num_workers={SWEEP_WORKERS}" if "training" in reads else ""
-    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings}{workers} --model {sweep.model}"
+    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings.argument}{workers} --model {sweep.model}"
     q = shlex.quote
     if sweep.trainer.pipeline == "ariel":
         return f"{base} --data {q(ARIEL_DATA)} --folds {q(ARIEL_TRAIN_INPUT['folds'])} --transforms {q(ARIEL_TRAIN_INPUT['transforms'])}"
