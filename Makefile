@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)  ## create .venv and install pinned dependencies (once)
 
-demo: $(STAMP)  ## run the whole workflow on the demo config, then write the report
-	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+demo: $(STAMP)  ## run the whole workflow on the demo config, write the report, print the headline scores
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --report results/report.html --report-after-run
+	@echo
+	@cat results/report/headline.txt
 	@echo "Results: $(CURDIR)/results   Report: $(CURDIR)/results/report.html"
 
 test: $(STAMP)  ## run the whole test suite (unit, tiny workflow, real local SLURM)
