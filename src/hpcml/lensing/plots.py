@@ -40,8 +40,14 @@ def _pick(lenses: pd.DataFrame, n: int) -> np.ndarray:
     return np.array(list(dict.fromkeys(firsts + list(range(len(lenses)))))[:n], dtype=int)
 
 
-def _grid(n: int, panel: float) -> tuple[plt.Figure, list[plt.Axes]]:
-    """A near-square grid of ``n`` panels: read at the report's width, where a long strip shrinks to thumbnails."""
+# The report shows a figure at most as wide as the window and never scales it down to its
+# height: a strip of panels shrinks to thumbnails and a tall figure loses its top, so grids
+# of panels about 700 pixels high.
+PANEL, DPI = 3.0, 100
+
+
+def _grid(n: int, panel: float = PANEL) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A near-square grid of ``n`` panels of ``panel`` inches, with room for a legend or colour bar."""
     ncols = int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.0, panel * nrows + 0.8), squeeze=False, layout="constrained")
@@ -57,7 +63,7 @@ def _title(row: pd.Series) -> str:
 def example_systems(lenses: pd.DataFrame, images: pd.DataFrame, n: int, path: Path, family: str) -> None:
     """Images, critical curves (det A = 0) and caustics (their source-plane map)."""
     chosen = lenses.iloc[_pick(lenses, n)]
-    fig, axes = _grid(len(chosen), panel=3.6)
+    fig, axes = _grid(len(chosen))
     for k, (ax, (_, row)) in enumerate(zip(axes, chosen.iterrows())):
         p = _params(row)
         mine = images[images.lens_id == row.lens_id]
@@ -86,7 +92,7 @@ def example_systems(lenses: pd.DataFrame, images: pd.DataFrame, n: int, path: Pa
            Line2D([], [], color="k", marker="o", ls="none"), Line2D([], [], color="tab:red", marker="*", ms=10, ls="none")]
     fig.legend(key, ["critical curve", "caustic", "cut", "images (size: magnification)", "source"], loc="outside lower center", ncols=5, fontsize=8)
     fig.suptitle(f'Example systems, family "{family}"', fontsize=10)
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=DPI)
 
 
 def delays_and_magnifications(catalogs: dict[str, pd.DataFrame], path: Path) -> None:
@@ -110,7 +116,7 @@ def rendered_examples(render: np.ndarray, lenses: pd.DataFrame, path: Path, n: i
     rows = _pick(lenses, min(n, len(render)))
     stamps = np.stack([render[r] for r in rows])
     low, high = np.percentile(stamps, [1, 99.8])
-    fig, axes = _grid(len(rows), panel=3.0)
+    fig, axes = _grid(len(rows))
     for ax, stamp, (_, row) in zip(axes, stamps, lenses.iloc[rows].iterrows()):
         shown = ax.imshow(stamp, origin="lower", cmap="magma", vmin=low, vmax=high)
         ax.set_title(_title(row), fontsize=9)
@@ -118,4 +124,4 @@ def rendered_examples(render: np.ndarray, lenses: pd.DataFrame, path: Path, n: i
         ax.set_ylabel("y [pixel]", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.colorbar(shown, ax=axes, shrink=0.8, label="surface brightness (as stored)")
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=DPI)
