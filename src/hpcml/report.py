@@ -44,11 +44,19 @@ PAGE = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hp
        "<body style=\"font:14px/1.45 system-ui,sans-serif;margin:1.5rem;color:#1e293b\">\n{}</body></html>\n"
 
 
+def load(path: str | Path) -> Any:
+    """A JSON file; one that is not JSON (a benchmark's output saved with its log lines) is named."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+
+
 def headline_rows(metrics_files: list[Path]) -> list[Headline]:
     """Every headline row of the given metrics.json files, in their order."""
     rows: list[Headline] = []
     for path in metrics_files:
-        rows.extend(read(json.loads(Path(path).read_text()), str(path)))
+        rows.extend(read(load(path), str(path)))
     return rows
 
 
@@ -110,7 +118,7 @@ def sweep_summaries(paths: list[Path]) -> list[dict[str, Any]]:
     """Each sweep's best trial, from the summary.json that ``hpcml sweep results`` wrote."""
     out = []
     for path in paths:
-        summary = json.loads(Path(path).read_text())
+        summary = load(path)
         best = summary["best"]
         out.append({"sweep": summary["sweep"], "model": f"{summary['rule']} {summary['model']}", "method": summary["method"],
                     "trials": summary["trials"], "metric": f"{summary['metric']} {ARROW['higher' if summary['goal'] == 'maximize' else 'lower']}",
@@ -139,7 +147,7 @@ def problems(data: Any) -> list[str]:
 def check_summaries(paths: list[Path]) -> list[dict[str, Any]]:
     out = []
     for path in paths:
-        data = json.loads(Path(path).read_text())
+        data = load(path)
         out.append({"path": str(path), "figures": flatten(data), "problems": problems(data)})
     return out
 
@@ -220,7 +228,7 @@ def landing_fragment(rows: list[Headline], sweeps: list[dict[str, Any]], checks:
 def write_summary(out_dir: str | Path, metrics: list[Path], sweeps: list[Path], checks: list[Path], benchmarks: list[Path]) -> list[Headline]:
     out_dir = Path(out_dir)
     rows = headline_rows(metrics)
-    bench = {str(p): flatten(json.loads(Path(p).read_text())) for p in benchmarks}
+    bench = {str(p): flatten(load(p)) for p in benchmarks}
     fragment = landing_fragment(rows, sweep_summaries(sweeps), check_summaries(checks), bench, versions())
     write_text(out_dir / "landing.html", fragment)
     write_text(out_dir / "summary.html", PAGE.format(fragment))

@@ -54,6 +54,10 @@ def test_a_malformed_row_names_its_file(tmp_path):
     with pytest.raises(ValueError, match=f"{path}: bad headline row"):
         headline_rows([path])
     assert headline_rows([_metrics(tmp_path, "y", [])]) == []
+    log = tmp_path / "bench.json"
+    log.write_text("starting...\n{}")
+    with pytest.raises(ValueError, match=f"{log}: not JSON"):
+        write_summary(tmp_path / "out", [], [], [], [log])
 
 
 def test_console_table_puts_the_baseline_first_and_marks_the_best(run):
