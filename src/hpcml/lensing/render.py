@@ -19,7 +19,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import numba
 import numpy as np
 
 from hpcml.core.randomness import normals, uniforms
@@ -155,11 +154,12 @@ def _source_light(coords: np.ndarray, lens: np.ndarray, source: np.ndarray, n_se
     block-sized temporaries (>= 64 KB) come from the kernel each time, and their page
     faults cost ~3 ns per value, more than most steps here.
     """
+    lens_frame, source_radius2 = _compiled()
     along, across, light = work[:, : len(lens)]
-    _lens_frame(coords, lens, along, across, light)
+    lens_frame(coords, lens, along, across, light)
     np.arctan2(along, light, out=along)
     np.arctanh(across, out=across)
-    _source_radius2(coords, source, along, across, light)
+    source_radius2(coords, source, along, across, light)
     power = 0.5 / n_sersic
     if power in _ROOTS:
         _ROOTS[power](light, out=light)
@@ -172,7 +172,17 @@ def _source_light(coords: np.ndarray, lens: np.ndarray, source: np.ndarray, n_se
     return np.exp(light, out=light)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@lru_cache(maxsize=1)
+def _compiled() -> tuple[Any, Any]:
+    """The two loops compiled (cached on disk by numba). numba is imported here, not with
+    the module: it adds ~65 MB to every process that imports the simulation, and only
+    rendering needs it."""
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    return jit(_lens_frame), jit(_source_radius2)
+
+
 def _lens_frame(coords, lens, along, across, psi):  # pragma: no cover - compiled
     """Per sub-pixel: s x', s y' / psi and psi = sqrt(q^2 x'^2 + y'^2), the SIE's arguments.
 
@@ -196,7 +206,6 @@ def _lens_frame(coords, lens, along, across, psi):  # pragma: no cover - compile
                         across[k, a, b, i, j] = s * yp / root
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _source_radius2(coords, source, along, across, out):  # pragma: no cover - compiled
     """Per sub-pixel: u^2 + v^2 of the source-frame position (see :func:`_source_map`)."""
     ss, size = coords.shape
