@@ -116,6 +116,8 @@ def test_combine_refuses_missing_or_repeated_lenses(tmp_path, lens_settings):
         combine_family(lens_settings, 1, "both", dirs[:2], tmp_path / "out")
     with pytest.raises(IdCheckError, match="repeated"):
         combine_family(lens_settings, 1, "both", dirs + dirs[:1], tmp_path / "out")
+    with pytest.raises(IdCheckError, match="out of order"):
+        combine_family(lens_settings, 1, "both", dirs[::-1], tmp_path / "out")
     assert not (tmp_path / "out" / "lenses.parquet").exists()
 
 
