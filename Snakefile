@@ -18,6 +18,7 @@ include: "workflow/rules/run_lock.smk"
 include: "workflow/rules/lensing.smk"
 include: "workflow/rules/lensing_models.smk"
 include: "workflow/rules/ariel.smk"
+include: "workflow/rules/sage.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/report.smk"
 

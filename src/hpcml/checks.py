@@ -18,8 +18,9 @@ import yaml
 from hpcml.ariel import layout as ariel_layout
 from hpcml.core import config as configuration
 from hpcml.lensing import planning as lensing_planning
+from hpcml.sage import layout as sage_layout
 
-PIPELINE_CHECKS = (lensing_planning.problems, ariel_layout.problems)
+PIPELINE_CHECKS = (lensing_planning.problems, ariel_layout.problems, sage_layout.problems)
 
 
 def check(config: dict[str, Any]) -> None:

@@ -105,6 +105,8 @@ def sweep_inputs(name):
     sweep = SWEEPS[name]
     if sweep.trainer.pipeline == "ariel":
         return list(ARIEL_TRAIN_INPUT["data"]) + [ARIEL_TRAIN_INPUT["folds"], ARIEL_TRAIN_INPUT["transforms"]]
+    if sweep.trainer.pipeline == "sage":
+        return SAGE_DATA + [SAGE_FOLDS]
     return rules.lensing_dataset.output
 
 
@@ -114,11 +116,13 @@ def sweep_command(name):
     reads = sweep.trainer.reads(sweep.model)
     settings = step_settings(reads, omit=["training.num_workers"])
     workers = f" --set training.num_workers={SWEEP_WORKERS}" if "training" in reads else ""
-    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings.argument}{workers} --model {sweep.model}"
+    base = f"hpcml {sweep.trainer.pipeline} train --settings {settings.argument}{workers}"
     q = shlex.quote
     if sweep.trainer.pipeline == "ariel":
-        return f"{base} --data {q(ARIEL_DATA)} --folds {q(ARIEL_TRAIN_INPUT['folds'])} --transforms {q(ARIEL_TRAIN_INPUT['transforms'])}"
-    return f"{base} --data {q(f'{LENS_MODEL_DIR}/data')}"
+        return f"{base} --model {sweep.model} --data {q(ARIEL_DATA)} --folds {q(ARIEL_TRAIN_INPUT['folds'])} --transforms {q(ARIEL_TRAIN_INPUT['transforms'])}"
+    if sweep.trainer.pipeline == "sage":
+        return f"{base} --data {q(f'{SAGE_DIR}/data')} --folds {q(SAGE_FOLDS)}"
+    return f"{base} --model {sweep.model} --data {q(f'{LENS_MODEL_DIR}/data')}"
 
 
 def sweep_outputs(name):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hpcml.ariel import cli as ariel_cli
 from hpcml.lensing import cli as lensing_cli
+from hpcml.sage import cli as sage_cli
 
 
 @dataclass(frozen=True)
@@ -26,4 +27,5 @@ TRAINERS = {
     "ariel_train_neural": Trainer("ariel", ariel_cli.NEURAL, ariel_cli.train_reads, "val_score", "maximize"),
     "ariel_train_gbt": Trainer("ariel", ("gbt",), ariel_cli.train_reads, "val_score", "maximize"),
     "lensing_train": Trainer("lensing", None, lensing_cli.train_reads, "val_nrmse", "minimize"),
+    "sage_train": Trainer("sage", ("vicreg",), lambda model: sage_cli.READS["train"], "val_vicreg_loss", "minimize"),
 }
