@@ -28,6 +28,12 @@ def test_tiny_workflow_end_to_end(finished):
     for figure in ("image_counts", "examples", "rendered"):
         assert (results / "lensing" / "report" / f"{figure}.png").stat().st_size > 1000
 
+    sage = json.loads((results / "sage" / "eval" / "metrics.json").read_text())
+    assert 0 <= sage["retrieval"]["top1"] <= 1 and sage["headline"]
+    consistency = json.loads((results / "sage" / "pairs" / "consistency.json").read_text())
+    assert consistency["counts"]["damaged"] >= 3 and consistency["counts"]["unmatched"] >= 2, "the generator's damaged files are listed"
+    assert len(pd.read_parquet(results / "sage" / "data" / "index.parquet")) == consistency["counts"]["pairs"]
+
     again = snakemake(tmp_path, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout
     report = snakemake(tmp_path, "--cores", "1", "--report", str(results / "report.html"))
@@ -45,7 +51,10 @@ SINGLE_KEY_CHANGES = [
     ({"ariel": {"gbt": {"max_iter": 11}}}, {"ariel_train_gbt": 1, "ariel_evaluate": 1, **SUMMARY}),
     ({"lensing": {"report": {"n_examples": 2}}}, {"lensing_report": 1}),
     ({"training": {"num_workers": 1}}, {}),
-    ({"training": {"precision": "bf16-mixed"}}, {**NEURAL, "ariel_evaluate": 1, "lensing_train": 4, "lensing_evaluate": 1, **SUMMARY}),
+    ({"training": {"precision": "bf16-mixed"}},
+     {**NEURAL, "ariel_evaluate": 1, "lensing_train": 4, "lensing_evaluate": 1, "sage_train": 1, "sage_evaluate": 1, **SUMMARY}),
+    ({"sage": {"model": {"learning_rate": 0.01}}}, {"sage_train": 1, "sage_evaluate": 1, **SUMMARY}),
+    ({"sage": {"evaluation": {"knn": 2}}}, {"sage_evaluate": 1, **SUMMARY}),
     ({"lensing": {"models": {"set": {"learning_rate": 0.01}}}}, {"lensing_train": 1, "lensing_evaluate": 1, **SUMMARY}),
     ({"lensing": {"models": {"noise": {"astrometry": 0.01}}}}, {"lensing_dataset": 1, "lensing_train": 4, "lensing_evaluate": 1, **SUMMARY}),
     ({"ariel": {"splits": {"val_fold": 2}}}, {"ariel_transforms": 1, **ARIEL_MODELS}),
