@@ -39,15 +39,19 @@ def pair(input_dir: str | Path, out: str | Path, sage: dict[str, Any]) -> dict[s
     patterns = compile_patterns(sage["patterns"])
     report: dict[str, Any] = {"input_dir": str(input_dir), "unrecognised": [], "damaged": [], "duplicates": [], "unmatched": []}
     files = {kind: _listing(input_dir, kind, patterns[kind], report) for kind in (RGB, THERMAL)}
+    damaged = {}
     for kind, table in files.items():
-        files[kind] = _vet(table, kind, report)
-        files[kind] = _drop_duplicates(files[kind], kind, report)
+        vetted = _vet(table, kind, report)
+        damaged[kind] = set(table.drop(vetted.index)[KEY].itertuples(index=False, name=None))
+        files[kind] = _drop_duplicates(vetted, kind, report)
     pairs = files[RGB].merge(files[THERMAL], on=KEY, how="outer", suffixes=("_rgb", "_thermal"), indicator=True)
     for side, partner in (("left_only", THERMAL), ("right_only", RGB)):
         lonely = pairs[pairs["_merge"] == side]
         column = "path_rgb" if partner == THERMAL else "path_thermal"
-        report["unmatched"] += [{"file": _relative(p, input_dir), "error": f"no {partner} capture with the same node, timestamp and position"}
-                                for p in lonely[column]]
+        for row in lonely.itertuples(index=False):
+            why = "is damaged (listed under damaged)" if (row.node, row.timestamp_ns, row.position) in damaged[partner] else "is missing"
+            report["unmatched"].append({"file": _relative(getattr(row, column), input_dir),
+                                        "error": f"its {partner} capture (same node, timestamp and position) {why}"})
     pairs = pairs[pairs["_merge"] == "both"].rename(columns={"path_rgb": "rgb_path", "path_thermal": "thermal_path"})
     pairs = pairs.drop(columns="_merge").sort_values(KEY, ignore_index=True)
     pairs = _with_positions(pairs, input_dir, sage["nodes"], report)
