@@ -46,8 +46,9 @@ def site_profile(directory: Path) -> Path:
     profile["seconds-between-status-checks"] = 3
     profile["latency-wait"] = 5
     resources = profile["set-resources"]
-    resources["ariel_train_gbt"]["cpus_per_task"] = 1
     for rule in resources.values():
+        if "cpus_per_task" in rule:
+            rule["cpus_per_task"] = 1
         for key in ("mem_mb",):
             if key in rule:
                 rule[key] = 1500
@@ -58,10 +59,19 @@ def site_profile(directory: Path) -> Path:
 
 
 def test_tiny_workflow_on_slurm(slurm, tmp_path):
+    """Every pipeline, a 4-trial grid sweep (one array) and a 4-trial bayes sweep with 2 workers."""
     profile = site_profile(tmp_path / "profile")
-    run = snakemake(tmp_path, "--profile", str(profile))
+    config = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
+    config["sweeps"] = [str(ROOT / "tests" / "sweeps" / name) for name in ("gbt_grid.yaml", "gbt_bayes.yaml")]
+    configfile = tmp_path / "tiny_sweeps.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--profile", str(profile), configfile=configfile)
     assert run.returncode == 0, run.stdout[-5000:]
-    assert json.loads((tmp_path / "results" / "ariel" / "eval" / "metrics.json").read_text())["ensemble"]["ariel_score"]
+    results = tmp_path / "results"
+    assert json.loads((results / "ariel" / "eval" / "metrics.json").read_text())["ensemble"]["ariel_score"]
+    assert "retrieval" in json.loads((results / "sage" / "eval" / "metrics.json").read_text())
+    for sweep in ("gbt_grid", "gbt_bayes"):
+        assert json.loads((results / "sweeps" / sweep / "summary.json").read_text())["trials"] == 4
 
     by_rule = defaultdict(list)
     for job in cluster.jobs():
@@ -79,4 +89,8 @@ def test_tiny_workflow_on_slurm(slurm, tmp_path):
     for job in training:
         assert job["Partition"] == "gpu"
         assert "gpu:1" in (job.get("TresPerJob") or "") + (job.get("TresPerNode") or ""), job
+    trials = by_rule["sweep_trial"]
+    assert len(trials) == 4 and len({j["ArrayJobId"] for j in trials}) == 1, "grid trials were not one array job"
+    assert len(by_rule["sweep_worker"]) == 2
+    assert all(j["Partition"] == "gpu" for j in by_rule["sage_train"] + trials)
     assert all(j["JobState"] == "COMPLETED" for jobs in by_rule.values() for j in jobs)
