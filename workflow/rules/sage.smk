@@ -2,7 +2,7 @@
 # consistency report -> sharded crop/resize into arrays -> (node, day) folds -> two-branch
 # VICReg -> embedding evaluation. Each rule passes its step exactly the keys it reads.
 from hpcml.sage.cli import READS as SAGE_READS
-from hpcml.sage.layout import count_captures
+from hpcml.sage.layout import count_captures, missing_inputs
 
 SAGE = config["sage"]
 SAGE_DIR = f"{RESULTS}/sage"
@@ -14,10 +14,9 @@ SAGE_FOLDS = f"{SAGE_DIR}/splits/folds.parquet"
 SAGE_FIGURES = ["projection", "retrieval"]
 SAGE_WORKERS = config["training"]["num_workers"]
 
-try:
-    SAGE_SHARDS = [s.name for s in plan_shards(count_captures(SAGE), SAGE["preprocess"]["shard_size"])] if SAGE["enabled"] else []
-except FileNotFoundError as error:
-    raise WorkflowError(str(error))
+if SAGE["enabled"] and missing_inputs(SAGE):
+    raise WorkflowError("\n".join(missing_inputs(SAGE)))
+SAGE_SHARDS = [s.name for s in plan_shards(count_captures(SAGE), SAGE["preprocess"]["shard_size"])] if SAGE["enabled"] else []
 
 
 rule sage_synth:
@@ -41,7 +40,7 @@ rule sage_download:
         f"{SAGE_INPUT}/download_report.json",
     params:
         settings=step_settings(SAGE_READS["download"]),
-        input=SAGE_INPUT,
+        input=subpath(output[0], parent=True),
     log:
         f"{LOGS}/sage/download.log",
     conda:
@@ -58,7 +57,7 @@ rule sage_pair:
         report=f"{SAGE_DIR}/pairs/consistency.json",
     params:
         settings=step_settings(SAGE_READS["pair"]),
-        input=SAGE_INPUT,
+        input=subpath(input[0], parent=True) if SAGE_SYNTHETIC or SAGE["download"]["enabled"] else SAGE_INPUT,
         out=subpath(output.pairs, parent=True),
     log:
         f"{LOGS}/sage/pair.log",
@@ -93,7 +92,7 @@ rule sage_combine:
         SAGE_DATA,
     params:
         shards=" ".join(shlex.quote(f"{SAGE_DIR}/preprocess/{s}") for s in SAGE_SHARDS),
-        out=subpath(SAGE_DATA[0], parent=True),
+        out=subpath(output[0], parent=True),
     log:
         f"{LOGS}/sage/combine.log",
     conda:
@@ -155,7 +154,7 @@ rule sage_evaluate:
     params:
         settings=step_settings(SAGE_READS["evaluate"]),
         data=subpath(input[0], parent=True),
-        model=f"{SAGE_DIR}/model",
+        model=subpath(input.model, parent=True),
         out=subpath(output.metrics, parent=True),
     log:
         f"{LOGS}/sage/evaluate.log",

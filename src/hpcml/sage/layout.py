@@ -152,7 +152,7 @@ def synthetic_day_groups(synthetic: dict[str, Any]) -> int:
 
 
 def problems(config: dict[str, Any]) -> list[str]:
-    """SAGE settings that contradict each other or point nowhere (hpcml.checks runs this before planning).
+    """SAGE settings that contradict each other (hpcml.checks runs this before planning).
 
     The folds' own keys (test_fold, val_fold below n_folds and apart) are checked for
     every pipeline by :func:`hpcml.core.config.check_consistency`.
@@ -172,22 +172,27 @@ def problems(config: dict[str, Any]) -> list[str]:
 
 
 def _source_problems(sage: dict[str, Any]) -> list[str]:
-    """Files and folders the config names that must exist before the run."""
-    problems = []
+    """Keys a download needs (whether the files exist is asked at planning: :func:`missing_inputs`)."""
+    if not sage["download"]["enabled"]:
+        return []
+    return [f"sage.download.enabled needs sage.{key} ({what}); set it, or set sage.download.enabled: false"
+            for key, what in (("metadata", "the table of files to fetch"), ("input_dir", "the folder to download into")) if not sage[key]]
+
+
+def missing_inputs(sage: dict[str, Any]) -> list[str]:
+    """Files and folders the config names that are not there (the Snakefile stops planning on them;
+    ``hpcml config`` does not ask, so a cluster config can be checked anywhere)."""
+    missing = []
     if sage["download"]["enabled"]:
-        for key in ("metadata", "input_dir"):
-            if not sage[key]:
-                what = "the table of files to fetch" if key == "metadata" else "the folder to download into"
-                problems.append(f"sage.download.enabled needs sage.{key} ({what}); set it, or set sage.download.enabled: false")
         if sage["metadata"] and not Path(sage["metadata"]).is_file():
-            problems.append(f"sage.metadata = {sage['metadata']} is not a file: give the table sage_data_client.query returned (Parquet or CSV)")
+            missing.append(f"sage.metadata = {sage['metadata']} is not a file: give the table sage_data_client.query returned (Parquet or CSV)")
     elif sage["input_dir"] is not None and not Path(sage["input_dir"]).is_dir():
-        problems.append(f"sage.input_dir = {sage['input_dir']} does not exist: point it at the folder holding rgb/<node>/ and "
-                        "thermal/<node>/, set sage.download.enabled with a metadata table to fill it, or set it to null for synthetic data")
+        missing.append(f"sage.input_dir = {sage['input_dir']} does not exist: point it at the folder holding rgb/<node>/ and "
+                       "thermal/<node>/, set sage.download.enabled with a metadata table to fill it, or set it to null for synthetic data")
     if sage["nodes"] is not None and not Path(sage["nodes"]).is_file():
-        problems.append(f"sage.nodes = {sage['nodes']} is not a file: give a CSV or Parquet table with columns vsn, latitude, longitude, "
-                        "or null to use the input folder's nodes.csv")
-    return problems
+        missing.append(f"sage.nodes = {sage['nodes']} is not a file: give a CSV or Parquet table with columns vsn, latitude, longitude, "
+                       "or null to use the input folder's nodes.csv")
+    return missing
 
 
 def _synthetic_problems(sage: dict[str, Any]) -> list[str]:
