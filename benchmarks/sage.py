@@ -143,6 +143,7 @@ def ceiling(data: Path, args: argparse.Namespace) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--times", type=int, default=60, help="capture times per node (3 nodes x 4 positions each)")
+    parser.add_argument("--scale", type=float, default=0.25, help="JPG size as a fraction of the camera's 6144x2048")
     parser.add_argument("--size", type=int, default=32, help="array height and width")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", default="32-true")
@@ -152,7 +153,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     sage = configuration.validate({})["sage"]
-    sage["synthetic"].update(n_times=args.times)
+    sage["synthetic"].update(n_times=args.times, scale=args.scale)
     sage["preprocess"].update(size=[args.size, args.size], shard_size=10**9, chunk_size=10**9)
     figures: dict[str, Any] = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
                                "cpus": len(os.sched_getaffinity(0)), "settings": vars(args)}
