@@ -1,8 +1,8 @@
 """One Lightning trainer factory for every training rule.
 
-What it guarantees, whatever the model: a CSV log always; a W&B run (offline unless
-configured) in the run's own directory, so parallel sweep trials never share or
-delete each other's files; ``last.ckpt`` written every epoch and resumed from
+What it guarantees, whatever the model: a CSV log always, continued across resumes
+(each epoch once); a W&B run (offline unless configured) in the run's own directory,
+so parallel sweep trials never share or delete each other's files; ``last.ckpt`` written every epoch and resumed from
 automatically when a job is re-run after hitting its wall-time limit, but only when
 everything that changes the result (settings, seed, the data's files) is unchanged;
 seeding; DDP when more than one device, with batch norm synchronised across GPUs (PyTorch
@@ -13,9 +13,11 @@ W&B finds WANDB_API_KEY or ~/.netrc itself.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -27,12 +29,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.plugins.environments import ClusterEnvironment, LightningEnvironment, SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
 from hpcml import __version__
+from hpcml.core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 # Training keys that decide how fast, not what: never part of the resume fingerprint.
@@ -70,7 +75,7 @@ def build_trainer(
         checkpoints.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, workers=True, verbose=False)
 
-    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="csv", version="")]
+    loggers: list[Logger] = [ResumableCSVLogger(save_dir=run_dir, name="csv", version="")]
     if wandb["mode"] != "disabled":
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(
@@ -135,6 +140,59 @@ def _cluster_environment(devices: int) -> list[ClusterEnvironment]:
     if devices > 1 and int(os.environ.get("SLURM_NTASKS", "1")) < devices:
         return [LightningEnvironment()]
     return [SLURMEnvironment(auto_requeue=False)]
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger, except that a resumed run continues ``metrics.csv``.
+
+    Lightning's own deletes the file when a run starts, so a job resumed from
+    ``last.ckpt`` kept only the epochs after the resume, and rerunning a finished
+    training (nothing left to train) left no log at all.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumedWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _ResumedWriter(ExperimentWriter):
+    """Keeps the rows already in ``metrics.csv`` of the epochs before the first one this run logs.
+
+    Rows of later epochs come from a killed job's unfinished epoch, which the resumed run
+    trains (and logs) again from the checkpoint: they are dropped, so each epoch appears
+    once. The merged file replaces the old one atomically before this run appends.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self._merged = False
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning's deletes an existing metrics file here."""
+
+    def save(self) -> None:
+        if self.metrics and not self._merged:
+            self._merged = True
+            self._merge_earlier_rows(min((float(row["epoch"]) for row in self.metrics if "epoch" in row), default=math.inf))
+        super().save()
+
+    def _merge_earlier_rows(self, first_epoch: float) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [row for row in reader if not row.get("epoch") or float(row["epoch"]) < first_epoch]
+            keys = list(reader.fieldnames or [])
+        self.metrics_keys = sorted(set(keys) | set().union(*self.metrics))
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class EpochLog(Callback):
