@@ -1,7 +1,8 @@
 """A real single-node SLURM cluster for the tests: munged, slurmctld, slurmd, two fake GPUs.
 
 Partitions ``main`` and ``gpu`` exist, like on Amarel, so the SLURM profile runs as it
-ships. Fake GPUs (/dev/null, /dev/zero) are scheduled like real ones; CUDA sees none.
+ships. Fake GPUs (/dev/null, /dev/zero) are scheduled like real ones; CUDA sees none. A job past
+its time limit gets SIGTERM and, 5 s later (KillWait; SLURM's default is 30 s), SIGKILL.
 Needs root and the Debian packages slurm-wlm and munge (.ci/run installs them).
 """
 from __future__ import annotations
@@ -12,7 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 CONF_DIR = Path("/etc/slurm")
+PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "slurm" / "config.yaml"
 
 
 class ClusterUnavailable(RuntimeError):
@@ -58,12 +62,31 @@ SlurmdPidFile={state_dir}/slurmd.pid
 SlurmctldLogFile={state_dir}/slurmctld.log
 SlurmdLogFile={state_dir}/slurmd.log
 ReturnToService=2
+KillWait=5
 SchedulerParameters=sched_interval=2
 NodeName=localhost CPUs={cpus} RealMemory={memory_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 """)
     (CONF_DIR / "gres.conf").write_text("NodeName=localhost Name=gpu File=/dev/null\nNodeName=localhost Name=gpu File=/dev/zero\n")
+
+
+def site_profile(directory: Path) -> Path:
+    """profiles/slurm as a site would adapt it: this node has 2 cores and no accounting."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile["slurm-no-account"] = True
+    profile["slurm-init-seconds-before-status-checks"] = 2
+    profile["seconds-between-status-checks"] = 3
+    profile["latency-wait"] = 5
+    for rule in profile["set-resources"].values():
+        if "cpus_per_task" in rule:
+            rule["cpus_per_task"] = 1
+        if "mem_mb" in rule:
+            rule["mem_mb"] = 1500
+    profile["default-resources"]["mem_mb"] = 1500
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile))
+    return directory
 
 
 def stop() -> None:

@@ -7,9 +7,7 @@ With CI=true the test must run: a SLURM that cannot start fails it.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,47 +18,9 @@ from helpers import ROOT, snakemake
 pytestmark = pytest.mark.slurm
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    reason = cluster.missing_requirements()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the SLURM test: {reason}")
-        pytest.skip(reason)
-    state = tmp_path_factory.mktemp("slurm-state")
-    try:
-        cluster.start(state)
-    except cluster.ClusterUnavailable as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-    yield state
-    cluster.stop()
-
-
-def site_profile(directory: Path) -> Path:
-    """profiles/slurm as a site would adapt it: this node has 2 cores and no accounting."""
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["slurm-no-account"] = True
-    profile["slurm-init-seconds-before-status-checks"] = 2
-    profile["seconds-between-status-checks"] = 3
-    profile["latency-wait"] = 5
-    resources = profile["set-resources"]
-    for rule in resources.values():
-        if "cpus_per_task" in rule:
-            rule["cpus_per_task"] = 1
-        for key in ("mem_mb",):
-            if key in rule:
-                rule[key] = 1500
-    profile["default-resources"]["mem_mb"] = 1500
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(yaml.safe_dump(profile))
-    return directory
-
-
 def test_tiny_workflow_on_slurm(slurm, tmp_path):
     """Every pipeline, a 4-trial grid sweep (one array) and a 4-trial bayes sweep with 2 workers."""
-    profile = site_profile(tmp_path / "profile")
+    profile = cluster.site_profile(tmp_path / "profile")
     config = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
     config["sweeps"] = [str(ROOT / "tests" / "sweeps" / name) for name in ("gbt_grid.yaml", "gbt_bayes.yaml")]
     configfile = tmp_path / "tiny_sweeps.yaml"
