@@ -45,6 +45,7 @@ def test_every_prior_range_with_low_above_high_is_named(low, high):
         ({"ariel": {"splits": {"n_folds": 4, "test_fold": 4}}}, "ariel.splits.test_fold = 4 must be below ariel.splits.n_folds = 4"),
         ({"ariel": {"splits": {"val_fold": 7}}}, "ariel.splits.val_fold = 7 must be below ariel.splits.n_folds = 5"),
         ({"lensing": {"models": {"splits": {"val_fold": 0}}}}, "lensing.models.splits.test_fold and lensing.models.splits.val_fold are both 0"),
+        ({"lensing": {"models": {"h0": {"range": [90, 60]}}}}, "lensing.models.h0.range = [90, 60]: the lower bound must be below the upper"),
         ({"ariel": {"synthetic": {"n_train_planets": 4}}}, "ariel.synthetic.n_train_planets = 4 is too few for ariel.splits.n_folds = 5: at least 5"),
         ({"ariel": {"synthetic": {"n_train_planets": 5}, "splits": {"n_folds": 3}}}, "n_train_planets = 5 is too few for ariel.splits.n_folds = 3: at least 6"),
         ({"ariel": {"synthetic": {"n_train_planets": 9990, "n_test_planets": 10}}}, "n_test_planets = 10000: at most 9999 planets"),

@@ -90,6 +90,57 @@ def test_set_model_is_equivariant_and_ignores_image_order():
     assert torch.allclose(mean_shuffled[:, 5:].view(6, 4, 3).nan_to_num(), mean[:, 5:].view(6, 4, 3)[:, order].nan_to_num(), atol=1e-5)
 
 
+def test_set_model_cannot_learn_h0_from_the_delays():
+    """A universe with another H0 scales every delay by one factor: the set model's
+    predictions must not change, or the H0 it helps infer would echo the simulation's."""
+    model = SetModel(SCALING, TARGETS, 4, 1e-3).eval()
+    images, mask, lens = _batch()[:3]
+    faster = images.clone()
+    faster[..., 2] *= 67.7 / 73.0
+    assert torch.allclose(model.predict_physical(faster, mask, lens)[0].nan_to_num(), model.predict_physical(images, mask, lens)[0].nan_to_num(), atol=1e-6)
+    baseline = DenseBaseline(SCALING, TARGETS, 4, 1e-3, n_images=4).eval()
+    assert not torch.allclose(baseline.predict_physical(faster, mask, lens)[0].nan_to_num(), baseline.predict_physical(images, mask, lens)[0].nan_to_num())
+
+
+def _fermat_population(n: int, h0: float, h0_sim: float, seed: int, f: float = 0.03) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Lenses as a network trained with a Gaussian likelihood sees them: given the images, the
+    true dPhi scatters about the prediction by twice the stated spread, and the predictions run
+    3% high (an overconfident, biased model, which the validation split calibrates); delays
+    measured in a universe at ``h0``."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(0.05, 1.5, n)
+    s = mu * rng.uniform(0.03, 0.15, n)
+    truth = mu + 2 * s * rng.standard_normal(n)
+    distance = rng.uniform(1500, 5000, n)
+    per_arcsec2 = hubble_days_per_mpc_arcsec2() * distance * h0_sim / h0
+    delay = per_arcsec2 * truth * (1 + f * rng.standard_normal(n))
+    table = pd.DataFrame({"row": np.arange(n), "n_images": 2, "mu": 1.03 * mu, "s": s, "truth": truth, "delay": delay})
+    return table.iloc[: n // 2], table.iloc[n // 2:], distance
+
+
+def hubble_days_per_mpc_arcsec2() -> float:
+    from hpcml.lensing.cosmology import delay_days_per_arcsec2
+
+    return float(delay_days_per_arcsec2(1.0))
+
+
+@pytest.mark.parametrize("h0_true", [67.66, 73.0])
+def test_population_h0_is_unbiased_and_its_intervals_cover(h0_true):
+    from hpcml.lensing.hubble import calibrate, infer
+
+    val, test, distance = _fermat_population(4000, h0_true, 67.66, seed=int(h0_true))
+    calibration = calibrate(val, probabilistic=True)
+    fit = calibration["by_image_count"]["2"]
+    assert 1.8 < fit["spread"] < 2.2 and abs(fit["scale"] * 1.03 - 1) < 3 * fit["scale_error"]
+    lenses, result = infer(test, calibration, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance * 67.66 / h0_true, (20, 200))
+    assert result["n_lenses"] == 2000 and result["h0_error"] < 0.01 * h0_true
+    assert abs(result["bias_in_sigma"]) < 3, result
+    assert 0.63 <= result["coverage_68"] <= 0.73, result
+    assert lenses.h0.between(20, 200).all()
+    with pytest.raises(ValueError, match="lensing.models.h0.range"):
+        infer(test, calibration, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance, (80, 200))
+
+
 @pytest.mark.parametrize("model", [SetModel(SCALING, TARGETS, 4, 1e-3), DenseBaseline(SCALING, TARGETS, 4, 1e-3, n_images=2)])
 def test_every_trainable_parameter_gets_a_gradient(model):
     optimiser = model.configure_optimizers()

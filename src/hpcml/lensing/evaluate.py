@@ -3,12 +3,7 @@
 Point metrics (RMSE, bias, R^2) per target and per image count; calibration (coverage
 of the 68% and 95% intervals) for models that predict uncertainties; the equivariance
 error each model measured on rotated and shifted test systems; and the Hubble constant
-from the measured delays: per lens, the time-delay distance D_dt = c dt / dPhi with the
-Fermat-potential difference dPhi = Phi_last - Phi_first, Phi = |alpha|^2 / 2 - psi (the
-image's offset from the source is its deflection), drawn from the predicted
-distributions; H0 = H0_sim D_dt,true / D_dt,est, since D_dt scales as 1/H0 at fixed
-redshifts and matter density. The population estimate combines the lenses by
-inverse-variance weighting; its bias is measured in units of its own uncertainty.
+from the measured delays and each model's Fermat potentials (:mod:`hpcml.lensing.hubble`).
 A model that predicts no per-image quantities (the CNN on rendered images) gets the
 lens-parameter metrics only.
 """
@@ -29,12 +24,12 @@ import pandas as pd  # noqa: E402
 from hpcml.core import headline  # noqa: E402
 from hpcml.core.atomic import write_json  # noqa: E402
 from hpcml.core.figures import save_figure  # noqa: E402
+from hpcml.lensing import hubble  # noqa: E402
 from hpcml.lensing.naming import section  # noqa: E402
 from hpcml.lensing.observables import IMAGE_TARGETS  # noqa: E402
 
 log = logging.getLogger(__name__)
 FIGURES = ("predicted_vs_true", "errors_by_image_count", "calibration", "h0")
-_SEED = 2021
 # The run's landing page: each model's error relative to the targets' scatter (comparable across
 # targets), the Einstein radius error, and how far H0 lands from the truth, in per cent and in
 # units of its own error (which a model's overconfidence inflates); the group's dense networks
@@ -45,14 +40,15 @@ HEADLINE = dict.fromkeys((RELATIVE_RMSE, THETA_E_RMSE, H0_BIAS, H0_PULL), "lower
 
 
 def collect(model_dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
-    """Predictions per model family (the per-image-count baselines joined into one)."""
+    """Test and validation predictions per model family (the per-image-count baselines joined into one)."""
+    names = ("rows", "pred", "rows_val", "pred_val")
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     for name, folder in model_dirs.items():
-        family = section(name)
-        parts = out.setdefault(family, {"rows": [], "pred": []})
-        parts["rows"].append(np.load(Path(folder) / "rows_test.npy"))
-        parts["pred"].append(np.load(Path(folder) / "pred_test.npy"))
-    return {f: {"rows": np.concatenate(p["rows"]), "pred": np.concatenate(p["pred"])} for f, p in out.items()}
+        parts = out.setdefault(section(name), {n: [] for n in names})
+        for n in names:
+            stem, _, split = n.partition("_")
+            parts[n].append(np.load(Path(folder) / f"{stem}_{split or 'test'}.npy"))
+    return {f: {n: np.concatenate(p[n]) for n in names} for f, p in out.items()}
 
 
 def point_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -65,61 +61,6 @@ def point_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     z = np.abs(mean - truth) / std
     return {"68": float(np.mean(z <= 1.0)), "95": float(np.mean(z <= 1.959964))}
-
-
-def h0_per_lens(pred: np.ndarray, rows: np.ndarray, data: dict[str, np.ndarray], n_targets: int, delay_fraction: float,
-                h0_sim: float, days_per_mpc_arcsec2: float, draws: int) -> pd.DataFrame:
-    """Per test lens with two or more images: H0 median and 68% interval from Monte Carlo draws."""
-    rng = np.random.default_rng(_SEED)
-    n_img = data["n_images"][rows]
-    keep = n_img >= 2
-    rows, pred, n_img = rows[keep], pred[keep], n_img[keep]
-    m = data["mask"].shape[1]
-    last = n_img - 1
-    image = pred[:, n_targets:].reshape(len(rows), m, len(IMAGE_TARGETS), 2)
-    idx = np.arange(len(rows))
-
-    def draw(slot: np.ndarray) -> np.ndarray:
-        mean, std = image[idx, slot, :, 0], np.nan_to_num(image[idx, slot, :, 1])
-        return mean[:, None] + std[:, None] * rng.standard_normal((len(rows), draws, len(IMAGE_TARGETS)))
-
-    first, final = draw(np.zeros_like(last)), draw(last)
-    fermat = lambda d: 0.5 * (d[..., 1] ** 2 + d[..., 2] ** 2) - d[..., 0]  # noqa: E731
-    d_phi = fermat(final) - fermat(first)
-    delay = data["images"][rows, last, 2].astype(np.float64)
-    delay_draws = delay[:, None] * (1 + delay_fraction * rng.standard_normal((len(rows), draws)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_dt = delay_draws / (days_per_mpc_arcsec2 * d_phi)
-        h0 = h0_sim * data["time_delay_distance"][rows][:, None] / d_dt
-    h0 = np.where(d_phi > 0, h0, np.nan)
-    valid = np.mean(np.isfinite(h0), axis=1) >= 0.5
-    lo, med, hi = np.nanpercentile(np.where(valid[:, None], h0, 0.0), [16, 50, 84], axis=1)
-    return pd.DataFrame({"row": rows, "n_images": n_img, "h0": med, "h0_low": lo, "h0_high": hi, "valid": valid})
-
-
-def population_h0(per_lens: pd.DataFrame, h0_sim: float, probabilistic: bool) -> dict[str, Any]:
-    """Inverse-variance weighted H0 for models with uncertainties; for point-estimate models
-    (no per-lens interval beyond the delay's) the median of the lenses, with a bootstrap error."""
-    lenses = per_lens[per_lens.valid]
-    if lenses.empty:
-        return {"n_lenses": 0}
-    h0 = lenses.h0.to_numpy()
-    sigma = np.maximum((lenses.h0_high - lenses.h0_low).to_numpy() / 2, 1e-6)
-    if probabilistic:
-        weights = 1 / sigma**2
-        estimate, error = float(np.sum(weights * h0) / weights.sum()), float(np.sqrt(1 / weights.sum()))
-        method = "inverse-variance weighted mean of per-lens medians"
-    else:
-        rng = np.random.default_rng(_SEED)
-        estimate = float(np.median(h0))
-        error = float(np.std([np.median(rng.choice(h0, len(h0))) for _ in range(200)]))
-        method = "median of per-lens estimates (the model gives no uncertainty), bootstrap error"
-    return {
-        "n_lenses": int(len(lenses)), "h0": estimate, "h0_error": error, "h0_true": h0_sim, "method": method,
-        "bias": estimate - h0_sim, "bias_in_sigma": (estimate - h0_sim) / max(error, 1e-12),
-        "median_precision_per_lens": float(np.median(sigma / np.abs(h0))) if probabilistic else None,
-        "coverage_68": float(np.mean((lenses.h0_low <= h0_sim) & (h0_sim <= lenses.h0_high))) if probabilistic else None,
-    }
 
 
 def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, Any], h0_sim: float, days_per_mpc_arcsec2: float, out_dir: Path) -> dict[str, Any]:
@@ -155,9 +96,11 @@ def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, An
         mask = np.asarray(data["mask"][rows]).astype(bool)
         for j, name in enumerate(IMAGE_TARGETS):
             entry["image_targets"][name] = point_metrics(image_pred[..., j][mask], image_truth[..., j][mask])
-        table = h0_per_lens(pred, rows, data, t, settings["noise"]["delay_fraction"], h0_sim, days_per_mpc_arcsec2, settings["h0"]["draws"])
-        h0_tables[family] = table
-        entry["h0"] = population_h0(table, h0_sim, probabilistic=bool(np.isfinite(pred[:, :t, 1]).all()))
+        probabilistic = bool(np.isfinite(pred[:, :t, 1]).all())
+        calibration = hubble.calibrate(hubble.fermat_difference(p["pred_val"], p["rows_val"], data, t), probabilistic)
+        h0_tables[family], entry["h0"] = hubble.infer(
+            hubble.fermat_difference(pred, rows, data, t), calibration, settings["noise"]["delay_fraction"], h0_sim,
+            days_per_mpc_arcsec2, data["time_delay_distance"], tuple(settings["h0"]["range"]))
     scatter = dict(zip(targets, np.maximum(np.asarray(data["targets"]).std(0), 1e-12)))
     write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
                                           "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0",

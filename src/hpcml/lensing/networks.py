@@ -13,7 +13,10 @@ predicts physical values, so every number reported downstream is in physical uni
   frame (lens centre at the origin, first-arriving image on the +x axis) and rotates
   its outputs back, so it is equivariant to rotations and translations by construction;
   a permutation-invariant encoder with masking reads the images; it predicts a mean and
-  a standard deviation per target (Gaussian negative log-likelihood).
+  a standard deviation per target (Gaussian negative log-likelihood). It reads the delays
+  only as ratios to the longest one: delays scale as 1/H0, so absolute delays would let it
+  learn the simulation's H0 and hand it back to the H0 inference (a circular estimate);
+  ratios keep what delays say about the lens shape and nothing about H0.
 
 :mod:`hpcml.lensing.cnn` adds a CNN on rendered images on the same base.
 """
@@ -110,9 +113,14 @@ class LensModel(pl.LightningModule, ABC):
 
     # -- normalisation --------------------------------------------------------
     def image_features(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        delay = (torch.log1p(images[..., 2].clamp(min=0)) - self.delay[0]) / self.delay[1]
+        delay = self.delay_feature(images[..., 2], mask)
         flux = (images[..., 3] - self.flux[0]) / self.flux[1]
         return torch.stack([images[..., 0] / self.pos, images[..., 1] / self.pos, delay, flux], dim=-1) * mask[..., None]
+
+    def delay_feature(self, delay: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Delays as measured (days, log-scaled): the group's choice, which lets a network learn the
+        simulation's H0 from delays and redshifts."""
+        return (torch.log1p(delay.clamp(min=0)) - self.delay[0]) / self.delay[1]
 
     def redshifts(self, lens: torch.Tensor) -> torch.Tensor:
         return (lens[:, 2:] - self.z_mean) / self.z_std
@@ -212,6 +220,12 @@ class SetModel(LensModel):
         first = images[..., 2].masked_fill(~mask.bool(), torch.inf).argmin(1)
         pick = images[torch.arange(len(images), device=images.device), first]
         return torch.atan2(pick[:, 1] - lens[:, 1], pick[:, 0] - lens[:, 0]), lens[:, :2]
+
+    def delay_feature(self, delay: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each delay over the system's longest (0 for a single image): unchanged when H0 changes."""
+        delay = delay.clamp(min=0) * mask
+        longest = delay.amax(1, keepdim=True)
+        return torch.where(longest > 0, delay / longest.clamp(min=1e-30), torch.zeros_like(delay))
 
     def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = mask[..., None].float()

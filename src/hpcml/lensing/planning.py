@@ -35,9 +35,11 @@ def problems(config: dict[str, Any]) -> list[str]:
     lensing = config["lensing"]
     if not lensing["enabled"]:
         return []
+    low, high = lensing["models"]["h0"]["range"]
+    found = [] if low < high or not lensing["models"]["enabled"] else [f"lensing.models.h0.range = [{low}, {high}]: the lower bound must be below the upper"]
     if lensing["source"] == "table":
-        return [] if lensing["table"] else ["lensing.source is 'table' but lensing.table is not set: give the CSV or Parquet file, or set lensing.source: priors"]
-    return prior_problems(lensing["priors"])
+        return found + ([] if lensing["table"] else ["lensing.source is 'table' but lensing.table is not set: give the CSV or Parquet file, or set lensing.source: priors"])
+    return found + prior_problems(lensing["priors"])
 
 
 def prior_problems(priors: dict[str, Any]) -> list[str]:
