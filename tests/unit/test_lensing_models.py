@@ -137,6 +137,8 @@ def test_population_h0_is_unbiased_and_its_intervals_cover(h0_true):
     assert abs(result["bias_in_sigma"]) < 3, result
     assert 0.63 <= result["coverage_68"] <= 0.73, result
     assert lenses.h0.between(20, 200).all()
+    assert calibrate(val.assign(mu=-val.mu), probabilistic=True) is None
+    assert "lensing.n_lenses" in infer(test, None, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance, (20, 200))[1]["reason"]
     with pytest.raises(ValueError, match="lensing.models.h0.range"):
         infer(test, calibration, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance, (80, 200))
 

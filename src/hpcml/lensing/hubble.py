@@ -65,7 +65,7 @@ def fermat_difference(pred: np.ndarray, rows: np.ndarray, data: dict[str, np.nda
                          "truth": t_final - t_first, "delay": np.asarray(data["images"][rows, last, 2], dtype=np.float64)})
 
 
-def calibrate(val: pd.DataFrame, probabilistic: bool) -> dict[str, Any]:
+def calibrate(val: pd.DataFrame, probabilistic: bool) -> dict[str, Any] | None:
     """Scale and spread of dPhi from the validation lenses, per image count.
 
     scale: the factor c with E[true dPhi | prediction] = c mu (weighted least squares
@@ -74,11 +74,12 @@ def calibrate(val: pd.DataFrame, probabilistic: bool) -> dict[str, Any]:
     (or, for a model without one, a fractional deviation) so that 68.3% of the truths lie
     within one deviation of c mu. Doubles and quads are fitted apart (a network's errors
     differ between them); an image count with fewer than MIN_LENSES validation lenses uses
-    the fit over all counts.
+    the fit over all counts. None when no validation lens has two or more images and a
+    positive predicted dPhi.
     """
     val = val[val.mu > 0]
     if val.empty:
-        raise ValueError("no validation lens with two or more images and a positive predicted dPhi: cannot calibrate the Fermat potentials")
+        return None
     kind = "factor on the predicted deviation" if probabilistic else "fractional deviation"
     groups = {"all": val, **{str(int(k)): g for k, g in val.groupby("n_images") if len(g) >= MIN_LENSES}}
     return {"spread_kind": kind, "by_image_count": {k: _fit(g, probabilistic) for k, g in groups.items()}}
@@ -136,11 +137,15 @@ def _scale_error(lenses: pd.DataFrame, used: np.ndarray, calibration: dict[str, 
     return float(np.sqrt(sum((share * fits[u]["scale_error"] / fits[u]["scale"]) ** 2 for u, share in shares.items())))
 
 
-def infer(table: pd.DataFrame, calibration: dict[str, Any], delay_fraction: float, h0_sim: float, days_per_mpc_arcsec2: float,
+def infer(table: pd.DataFrame, calibration: dict[str, Any] | None, delay_fraction: float, h0_sim: float, days_per_mpc_arcsec2: float,
           time_delay_distance: np.ndarray, h0_range: tuple[float, float]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-lens posteriors and the population estimate (see the module's docstring)."""
     if not h0_range[0] < h0_sim < h0_range[1]:
         raise ValueError(f"lensing.models.h0.range {list(h0_range)} does not hold the simulation's H0 ({h0_sim:g} km/s/Mpc): widen it")
+    if calibration is None:
+        return table.assign(valid=False, h0=np.nan), {
+            "n_lenses": 0, "reason": "no validation lens with two or more images and a positive predicted dPhi to calibrate on: "
+                                     "simulate more lenses (lensing.n_lenses) or train longer"}
     mu, s, used = calibrated(table, calibration)
     scale = h0_sim * days_per_mpc_arcsec2 * np.asarray(time_delay_distance, dtype=np.float64)[table.row.to_numpy()]
     delay = table.delay.to_numpy()
