@@ -177,3 +177,23 @@ def test_wandb_export_runs_a_trial_as_the_agent_would(tmp_path, monkeypatch):
     assert json.loads((folder / "wandb_runs" / "abc123" / "summary.json").read_text())["value"] == 0
     runs = list((tmp_path / "wandb").glob("offline-run-*-abc123"))
     assert runs, "the metric goes to the agent's run"
+
+
+DIVERGING_TRAIN = FAKE_TRAIN.replace('x = float(params["ariel.gbt.max_iter"])', '''x = float(params["ariel.gbt.max_iter"])
+if x > 3:
+    sys.exit("hpcml: error: the training loss became nan in epoch 2 (learning rate 10): the training diverged, so no model or score is written")''')
+
+
+def test_a_diverging_trial_is_pruned_not_retried(tmp_path):
+    """Diverging configurations are answers: each is recorded once as pruned, and four of
+    them in a row do not stop the worker as failures would."""
+    script = tmp_path / "diverging_train.py"
+    script.write_text(DIVERGING_TRAIN)
+    sweep = load(_definition(tmp_path, method="bayes", run_cap=6, parameters={"ariel.gbt.max_iter": {"min": 1, "max": 12}}), configuration.validate({}))
+    folder = tmp_path / "sweep"
+    for x in (10, 11, 12, 9, 2, 3):
+        open_study(sweep, folder).enqueue_trial({"ariel.gbt.max_iter": x})
+    run_worker(sweep, f"{sys.executable} {script}", folder, worker=0)
+    trials = open_study(sweep, folder).get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 4 + [TrialState.COMPLETE] * 2
+    assert "diverged" in (folder / trials[0].user_attrs["folder"] / "pruned.json").read_text()

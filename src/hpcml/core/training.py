@@ -115,6 +115,7 @@ def build_trainer(
             # Lightning's save_last copies only when the best improves; resuming needs every epoch.
             ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False),
             EpochLog(),
+            Divergence(),
             *callbacks,
         ],
         plugins=plugins,
@@ -207,6 +208,60 @@ class EpochLog(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss")}
         text = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, text)
+
+
+DIVERGED = "the training diverged"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite, or grew by orders of magnitude: no model or score is worth writing."""
+
+
+class Divergence(Callback):
+    """Stop a training whose loss becomes non-finite or explodes, saying so, before it writes a score.
+
+    Exploding: an epoch's mean training loss, or a validation loss, above EXPLOSION times
+    the first epoch's training loss (at least 1 in magnitude: likelihood losses can be
+    near zero or negative). The run's last.ckpt stays; changing the learning rate or the
+    data changes the run's fingerprint, so the next run starts afresh.
+    """
+
+    EXPLOSION = 1e6
+
+    def __init__(self) -> None:
+        self.reference: float | None = None
+
+    def _stop(self, trainer: pl.Trainer, what: str, value: float) -> None:
+        rate = getattr(trainer.lightning_module, "hparams", {}).get("learning_rate")
+        raise TrainingDiverged(
+            f"the {what} became {value:.4g} in epoch {trainer.current_epoch + 1}"
+            + (f" (learning rate {rate:g})" if rate is not None else "")
+            + f": {DIVERGED}, so no model or score is written; lower the model's learning_rate in the config, "
+            "or look for extreme values in its inputs")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss.detach()).all():
+            self._stop(trainer, "training loss", float(loss.detach().float().cpu().flatten()[0]))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check(trainer, "train_loss", "mean training loss of an epoch")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, "val_loss", "validation loss")
+
+    def _check(self, trainer: pl.Trainer, key: str, what: str) -> None:
+        value = trainer.callback_metrics.get(key)
+        if value is None:
+            return
+        value = float(value)
+        if not math.isfinite(value):
+            self._stop(trainer, what, value)
+        if key == "train_loss" and self.reference is None:
+            self.reference = max(1.0, abs(value))
+        elif self.reference is not None and abs(value) > self.EXPLOSION * self.reference:
+            self._stop(trainer, what, value)
 
 
 def epochs_run(trainer: pl.Trainer) -> int:

@@ -7,7 +7,8 @@ subprocess with ``--set`` overrides into the trial's own folder, and reports the
 objective from its summary.json. A worker writes a heartbeat file; a trial left
 RUNNING by a worker whose heartbeat stopped (killed at the wall-time limit, node lost)
 is marked failed and its parameters are queued again, so it is retried (resuming from
-its checkpoints: the retry works in the abandoned trial's folder).
+its checkpoints: the retry works in the abandoned trial's folder). A trial whose
+training diverged counts as pruned: its parameters are an answer, not a fault to retry.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 from optuna.trial import TrialState
 
 from hpcml.core.pruning import PRUNED_FILE, trial_environment
+from hpcml.core.training import DIVERGED
 from hpcml.sweeps.definition import Sweep, distribution
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,10 @@ def run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path, env
             f"{command} {sets} --out {shlex.quote(str(out))}", shell=True, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         ).returncode
     summary = out / "summary.json"
+    if code != 0 and DIVERGED in (out / "trial.log").read_text(errors="replace")[-20000:]:
+        # A diverging configuration is an answer, not a fault: recorded as pruned, never retried.
+        (out / PRUNED_FILE).write_text(json.dumps({"reason": DIVERGED}))
+        return None
     if code != 0 or not summary.exists():
         log.warning("sweep %s: trial %s failed (exit %d); log: %s", sweep.name, params, code, out / "trial.log")
         return None
