@@ -158,6 +158,11 @@ def test_user_table_drives_the_simulation(tmp_path, lens_settings):
         ({"lens_id": [3, "x7", 2]}, r"line 3: column lens_id is not a finite number \('x7'\)"),
         ({"lens_id": [3, 1, 3]}, "line 4: lens_id 3 appears twice"),
         ({"source_x": [0.1, 0.2, 0.3]}, "give source_x, source_y or image_x, image_y, not both"),
+        ({"theta_e": (1, 1e6)}, r"line 3: column theta_e = 1000000.0 is outside \[0.001, 100\] arcsec: is it in another unit"),
+        ({"theta_e": (0, 1e-9)}, r"line 2: column theta_e = 1e-09 is outside"),
+        ({"phi": (2, 45.0)}, r"line 4: column phi = 45.0 is beyond 2 pi: angles are in radians"),
+        ({"phi_gamma": (0, 1e30)}, r"line 2: column phi_gamma = 1e\+30 is beyond 2 pi"),
+        ({"image_x": (1, 1e6)}, r"line 3: column image_x = 1000000.0 arcsec is over 100 Einstein radii"),
     ],
 )
 def test_bad_table_names_line_and_column(tmp_path, change, message):

@@ -3,7 +3,7 @@
 # Each rule passes its step exactly the config keys it reads (READS), so a change of a
 # model's section retrains that model alone.
 from hpcml.ariel.cli import NEURAL as ARIEL_NEURAL_MODELS, READS as ARIEL_READS, train_reads
-from hpcml.ariel.layout import DATASETS, count_files
+from hpcml.ariel.layout import DATASETS, shard_listings
 
 ARIEL = config["ariel"]
 ARIEL_DIR = f"{RESULTS}/ariel"
@@ -15,9 +15,11 @@ ARIEL_MODEL_FILES = ["pred_val.npy", "pred_holdout.npy", "pred_test.npy", "summa
 ARIEL_WORKERS = config["training"]["num_workers"]
 
 try:
-    ARIEL_SHARDS = {d: [s.name for s in plan_shards(count_files(ARIEL, d), ARIEL["ingest"]["shard_size"])] if ARIEL["enabled"] else [] for d in DATASETS}
+    # Per data set: each ingest shard with a digest of its files' names (a parameter, so added files rerun the shards they move).
+    ARIEL_LISTINGS = {d: shard_listings(ARIEL, d, ARIEL["ingest"]["shard_size"]) if ARIEL["enabled"] else {} for d in DATASETS}
 except FileNotFoundError as error:
     raise WorkflowError(str(error))
+ARIEL_SHARDS = {d: list(listing) for d, listing in ARIEL_LISTINGS.items()}
 
 # What training reads: both data sets (it predicts the test set too), the folds, the transforms.
 ARIEL_TRAIN_INPUT = dict(
@@ -49,6 +51,7 @@ rule ariel_ingest:
     params:
         settings=step_settings(ARIEL_READS["ingest"]),
         index=shard_index,
+        files=lambda w: ARIEL_LISTINGS[w.dataset][w.shard],
         source=subpath(input[0], parent=True) if ARIEL_SYNTHETIC else ARIEL["input_dir"],
         out=subpath(output[0], parent=True),
     log:

@@ -13,6 +13,9 @@ LENS_FIGURES = ["image_counts", "delays_magnifications", "examples"] + (["render
 
 
 rule lensing_simulate:
+    input:
+        # The user's table is an input: editing it in place reruns the shards (their chunks carry its hash).
+        [LENS["table"]] if LENS["enabled"] and LENS["source"] == "table" else [],
     output:
         shard_files(f"{LENS_DIR}/shards/{{shard}}", LENS_FAMILIES, LENS_FILES),
     params:

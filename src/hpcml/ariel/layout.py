@@ -5,10 +5,12 @@ so this module needs nothing beyond the standard library (the parser pulls in nu
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from hpcml.core.config import MIN_TRAIN_GROUPS, min_groups
+from hpcml.core.shards import plan_shards
 
 # Every noisy file holds 55 wavelengths x 300 time steps (config checks use the shape too).
 N_WAVELENGTHS = 55
@@ -54,6 +56,22 @@ def count_files(settings: dict[str, Any], dataset: str) -> int:
         planets = s["n_train_planets"] if dataset == "train" else s["n_test_planets"]
         return planets * s["n_spot"] * s["n_photon"]
     return len(list_files(settings["input_dir"], dataset))
+
+
+def shard_listings(settings: dict[str, Any], dataset: str, shard_size: int) -> dict[str, str]:
+    """The ingest shards' names, each with a digest of the names of the files it reads
+    (empty for synthetic data).
+
+    A rule parameter, so that files added to or removed from ``input_dir`` rerun every
+    shard whose slice of the sorted list moved. Names only: listing a folder reads no
+    file metadata, which on a parallel file system costs a round trip per file and every
+    SLURM job re-plans the workflow. A file edited in place keeps its name: rerun its
+    shard with ``-R ariel_ingest``.
+    """
+    if settings["input_dir"] is None:
+        return {s.name: "" for s in plan_shards(count_files(settings, dataset), shard_size)}
+    names = list_files(settings["input_dir"], dataset)
+    return {s.name: hashlib.sha1("\n".join(names[s.start:s.stop]).encode()).hexdigest()[:16] for s in plan_shards(len(names), shard_size)}
 
 
 def problems(config: dict[str, Any]) -> list[str]:

@@ -28,6 +28,13 @@ Q_MIN = 0.01
 Z_MAX = 20.0
 # Whole numbers a float64 holds exactly.
 ID_MAX = 2**53
+# Galaxy and group lenses (the SIE's domain) have Einstein radii of 0.1-10 arcsec; clusters
+# reach ~50. Outside (1e-3, 100] a value is a unit slip (degrees, radians, mas), not a lens.
+THETA_E_RANGE = (1e-3, 100.0)
+# Angles are radians: a value beyond 2 pi is almost always degrees.
+ANGLE_MAX = 2 * np.pi
+# Source and image positions within this many Einstein radii of the lens centre.
+POSITION_MAX_THETA_E = 100.0
 
 
 class LensTableError(ValueError):
@@ -50,12 +57,19 @@ def read_lens_table(path: str | Path) -> pd.DataFrame:
 
     checks = [
         ("theta_e", frame.theta_e <= 0, "must be > 0 arcsec"),
+        ("theta_e", (frame.theta_e < THETA_E_RANGE[0]) | (frame.theta_e > THETA_E_RANGE[1]),
+         f"is outside [{THETA_E_RANGE[0]:g}, {THETA_E_RANGE[1]:g}] arcsec: is it in another unit? (Einstein radii of galaxy lenses are 0.1-10 arcsec)"),
+        ("phi", frame.phi.abs() > ANGLE_MAX, "is beyond 2 pi: angles are in radians (degrees x pi / 180)"),
+        ("phi_gamma", frame.phi_gamma.abs() > ANGLE_MAX, "is beyond 2 pi: angles are in radians (degrees x pi / 180)"),
         ("q", (frame.q < Q_MIN) | (frame.q > 1), f"must be in [{Q_MIN}, 1]"),
         ("gamma", (frame.gamma < 0) | (frame.gamma >= 1), "must be in [0, 1)"),
         ("z_lens", frame.z_lens <= 0, "must be > 0"),
         ("z_src", frame.z_src <= frame.z_lens, "must be greater than z_lens"),
         ("z_src", frame.z_src > Z_MAX, f"must be at most {Z_MAX:g}"),
     ]
+    for column in pair:
+        checks.append((column, frame[column].abs() > POSITION_MAX_THETA_E * frame.theta_e,
+                       f"arcsec is over {POSITION_MAX_THETA_E:g} Einstein radii from the lens centre: is it in another unit?"))
     if "lens_id" in frame.columns:
         ids = frame.lens_id
         checks.append(("lens_id", (ids != np.floor(ids)) | (ids < 0) | (ids >= ID_MAX), "must be a whole number in [0, 2^53)"))
