@@ -16,6 +16,7 @@ import yaml
 
 from hpcml import __version__, checks, report
 from hpcml.ariel import cli as ariel_cli
+from hpcml.core.orphans import stop_when_snakemake_dies
 from hpcml.lensing import cli as lensing_cli
 from hpcml.sage import cli as sage_cli
 from hpcml.sweeps import cli as sweeps_cli
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # Lightning's internal deprecation chatter says nothing actionable to a user.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    stop_when_snakemake_dies()
     try:
         args.func(args)
     except BrokenPipeError:
