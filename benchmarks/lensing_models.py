@@ -63,7 +63,7 @@ from hpcml.lensing.combine import combine_family
 from hpcml.lensing.naming import image_count, section
 from hpcml.lensing.observables import build, load_splits
 from hpcml.lensing.simulate import run_shard
-from hpcml.lensing.train import ON_DEVICE, _build
+from hpcml.lensing.train import ON_DEVICE, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("set", "baseline_n2")
@@ -137,7 +137,7 @@ def ceiling(model: str, data: Path, config: dict[str, Any], device: torch.device
     rows = training_rows(model, data, config)
     scaling = scaling_io.fit(data, rows, config["lensing"]["models"]["targets"])
     torch.manual_seed(config["seed"])
-    module = _build(model, config, scaling).to(device).train()
+    module = build_model(model, config, scaling).to(device).train()
     arrays = ArraySet(data, module.batch_names)
     tensors = []
     for name in module.batch_names:

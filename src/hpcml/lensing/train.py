@@ -35,7 +35,8 @@ _EQUIVARIANCE_SEED = 12345
 ON_DEVICE = {"mask": torch.Tensor.bool}
 
 
-def _build(name: str, config: dict[str, Any], scaling: dict[str, Any]) -> LensModel:
+def build_model(name: str, config: dict[str, Any], scaling: dict[str, Any]) -> LensModel:
+    """The module for model ``name`` (set, cnn, baseline_nK) from the config and the fitted scaling."""
     settings = config["lensing"]["models"]
     s = settings[section(name)]
     common = {"scaling": scaling, "targets": settings["targets"], "max_images": settings["max_images"], "learning_rate": s["learning_rate"]}
@@ -75,7 +76,7 @@ def train_model(name: str, data_dir: str | Path, out_dir: str | Path, config: di
                              f"simulate more lenses or drop {k} from lensing.models.baseline.image_counts")
     scaling = scaling_io.fit(data_dir, splits["train"], settings["targets"])
     scaling_io.save(out_dir / "scaling.json", scaling)
-    module = _build(name, config, scaling)
+    module = build_model(name, config, scaling)
     arrays = _arrays(name, data_dir, render)
     s = settings[section(name)]
     data = ArrayDataModule(
