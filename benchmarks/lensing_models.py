@@ -65,20 +65,14 @@ from hpcml.lensing.observables import build, load_splits
 from hpcml.lensing.simulate import run_shard
 from hpcml.lensing.train import ON_DEVICE, build_model
 
+from ceiling import ACCELERATOR, add_run_options, best_rate, figures, train_cli, training_device  # benchmarks/ceiling.py
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("set", "baseline_n2")
 PLACEMENTS = ("device", "stream")
-ACCELERATOR = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}
 GOAL = {"steady_over_ceiling": 0.9, "on": "gpu"}
-CEILING_WARMUP_STEPS = 5
-CEILING_WINDOWS = 3  # the ceiling is the best of these timed windows (shared machines are noisy)
-CEILING_SECONDS = 2.0  # per window
 
 
-def training_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def prepare(root: Path, config: dict[str, Any], lenses: int) -> Path:
@@ -112,15 +106,7 @@ def cli_run(model: str, placement: str, data: Path, out: Path, config: dict[str,
         "training.precision": args.precision,
         "training.accelerator": ACCELERATOR[args.device],
     }
-    command = [
-        sys.executable, "-m", "hpcml.cli", "-q", "lensing", "train", "--config", str(args.config), "--model", model,
-        "--data", str(data), "--out", str(out),
-        *(item for k, value in overrides.items() for item in ("--set", f"{k}={value}")),
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)}\nfailed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads((out / "summary.json").read_text())
+    return train_cli(["lensing", "train", "--config", str(args.config), "--model", model, "--data", str(data)], out, overrides, REPO)
 
 
 def training_rows(model: str, data: Path, config: dict[str, Any]) -> np.ndarray:
@@ -155,48 +141,19 @@ def ceiling(model: str, data: Path, config: dict[str, Any], device: torch.device
         loss.backward()
         optimiser.step()
 
-    for k in range(CEILING_WARMUP_STEPS):
-        step(batches[k % len(batches)])
-    synchronize(device)
-    rates = []
-    for _ in range(CEILING_WINDOWS):
-        systems, tic = 0, time.perf_counter()
-        while time.perf_counter() - tic < CEILING_SECONDS:  # whole passes over the batches, synchronised after each
-            for batch in batches:
-                step(batch)
-            systems += len(rows)
-            synchronize(device)
-        rates.append(systems / (time.perf_counter() - tic))
-    return max(rates)
+    return best_rate(step, batches, lambda batch: len(batch[0]), device)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def figures(summary: dict[str, Any], ceiling_rate: float) -> dict[str, Any]:
-    steady = summary["steady_samples_per_s"]
-    return {
-        "start_to_first_step_s": round(summary["start_to_first_step_s"], 2),
-        "steady_systems_per_s": None if steady is None else round(steady, 1),
-        "ceiling_systems_per_s": round(ceiling_rate, 1),
-        "steady_over_ceiling": None if steady is None else round(steady / ceiling_rate, 3),
-        "placement": summary["placement"],
-        "n_train": summary["n_train"],
-        "device": summary["device"],
-    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=tuple(ACCELERATOR), default="cpu", help="training device (auto: a GPU when one is visible)")
+    add_run_options(parser, REPO, default_device="cpu")
     parser.add_argument("--batch-size", type=int, help="batch size of every run and of the ceiling (default: each model's from --config, 256 in the demo)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of each CLI run (steady state starts after 10 batches)")
     parser.add_argument("--lenses", type=int, default=10_000, help="simulated lenses (10 lens-id folds: 8 train, 1 validation, 1 held out)")
-    parser.add_argument("--workers", type=int, default=2, help="loader workers of the placement=stream runs")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true", help="Lightning precision; the ceiling uses the same autocast")
-    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml", help="workflow config the CLI runs read (seed, family, model sections, W&B)")
     args = parser.parse_args()
     args.config = args.config.resolve()
     device = training_device(args.device)
@@ -225,7 +182,7 @@ def main() -> None:
             summaries = {p: cli_run(model, p, data, root / "runs" / f"{model}-{p}", config, args) for p in PLACEMENTS}
             batch_size = batch_size_of(model, config, args)
             rate = ceiling(model, data, config, device, batch_size, args.precision)
-            result["models"][model] = {"batch_size": batch_size, **{p: figures(s, rate) for p, s in summaries.items()}}
+            result["models"][model] = {"batch_size": batch_size, **{p: figures(s, rate, "systems") for p, s in summaries.items()}}
     print(json.dumps(result, indent=2))
 
 

@@ -54,8 +54,9 @@ from hpcml.sage.preprocess import preprocess_shard
 from hpcml.sage.synth import write_synthetic
 from hpcml.sage.vicreg import vicreg_loss
 
+from ceiling import best_rate  # benchmarks/ceiling.py
+
 REPO = Path(__file__).resolve().parents[1]
-WINDOWS, WINDOW_S, WARMUP = 3, 2.0, 3
 
 
 def one_core() -> None:
@@ -116,28 +117,15 @@ def ceiling(data: Path, args: argparse.Namespace) -> float:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     batches = [(rgb[i:i + args.batch_size], thermal[i:i + args.batch_size]) for i in range(0, n - args.batch_size + 1, args.batch_size)]
 
-    def step(x: torch.Tensor, t: torch.Tensor) -> None:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         with autocast:
-            out = module(*module.augment(x, t))
+            out = module(*module.augment(*batch))
             loss = vicreg_loss(out.rgb_embedding, out.thermal_embedding).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
-    for k in range(WARMUP):
-        step(*batches[k % len(batches)])
-    best = 0.0
-    for _ in range(WINDOWS):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic, done, k = time.perf_counter(), 0, 0
-        while time.perf_counter() - tic < WINDOW_S:
-            step(*batches[k % len(batches)])
-            done, k = done + len(batches[k % len(batches)][0]), k + 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = max(best, done / (time.perf_counter() - tic))
-    return best
+    return best_rate(step, batches, lambda batch: len(batch[0]), device)
 
 
 def main() -> None:

@@ -60,20 +60,14 @@ from hpcml.ariel.dataset import ArielData, load_splits
 from hpcml.ariel.transforms import Transforms
 from hpcml.core import config as configuration
 
+from ceiling import ACCELERATOR, add_run_options, best_rate, figures, train_cli, training_device  # benchmarks/ceiling.py
+
 REPO = Path(__file__).resolve().parents[1]
 PLACEMENTS = ("device", "stream")
-ACCELERATOR = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}
 MAX_INSTANCES = 10  # per noise kind, as in the challenge (10 spot x 10 photon instances)
-CEILING_WARMUP_STEPS = 5
-CEILING_WINDOWS = 3  # the ceiling is the best of these timed windows (shared machines are noisy)
-CEILING_SECONDS = 2.0  # per window
 IMPORT_REPEATS = 3
 
 
-def training_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def noise_instances(planets: int, n_folds: int, batch_size: int, batches: int) -> tuple[int, int]:
@@ -109,15 +103,9 @@ def cli_run(model: str, placement: str, paths: dict[str, Path], out: Path, args:
         "training.precision": args.precision,
         "training.accelerator": ACCELERATOR[args.device],
     }
-    command = [
-        sys.executable, "-m", "hpcml.cli", "-q", "ariel", "train", "--config", str(args.config), "--model", model,
-        "--data", str(paths["data"]), "--folds", str(paths["folds"]), "--transforms", str(paths["transforms"]), "--out", str(out),
-        *(item for key, value in overrides.items() for item in ("--set", f"{key}={value}")),
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)}\nfailed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads((out / "summary.json").read_text())
+    arguments = ["ariel", "train", "--config", str(args.config), "--model", model, "--data", str(paths["data"]),
+                 "--folds", str(paths["folds"]), "--transforms", str(paths["transforms"])]
+    return train_cli(arguments, out, overrides, REPO)
 
 
 def ceiling(model: str, paths: dict[str, Path], config: dict[str, Any], device: torch.device, batch_size: int, precision: str) -> float:
@@ -133,31 +121,17 @@ def ceiling(model: str, paths: dict[str, Path], config: dict[str, Any], device: 
     module = ArielRegressor(model, x.shape[-1], config["ariel"][model]["learning_rate"]).to(device).train()
     optimiser = module.configure_optimizers()
 
-    def step(xb: torch.Tensor, sb: torch.Tensor, yb: torch.Tensor) -> None:
+    def step(batch: tuple[torch.Tensor, ...]) -> None:
+        xb, sb, yb = batch
         optimiser.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
             loss = nn.functional.mse_loss(module(xb, sb), yb)
         loss.backward()
         optimiser.step()
 
-    for k in range(CEILING_WARMUP_STEPS):
-        step(*batches[k % len(batches)])
-    synchronize(device)
-    rates = []
-    for _ in range(CEILING_WINDOWS):
-        samples, tic = 0, time.perf_counter()
-        while time.perf_counter() - tic < CEILING_SECONDS:  # whole passes over the batches, synchronised after each
-            for batch in batches:
-                step(*batch)
-            samples += len(rows)
-            synchronize(device)
-        rates.append(samples / (time.perf_counter() - tic))
-    return max(rates)
+    return best_rate(step, batches, lambda batch: len(batch[0]), device)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def import_seconds(module: str) -> float:
@@ -170,28 +144,15 @@ def import_seconds(module: str) -> float:
     return min(times)
 
 
-def figures(summary: dict[str, Any], ceiling_rate: float) -> dict[str, Any]:
-    steady = summary["steady_samples_per_s"]
-    return {
-        "start_to_first_step_s": round(summary["start_to_first_step_s"], 2),
-        "steady_samples_per_s": None if steady is None else round(steady, 1),
-        "ceiling_samples_per_s": round(ceiling_rate, 1),
-        "steady_over_ceiling": None if steady is None else round(steady / ceiling_rate, 3),
-        "placement": summary["placement"],
-        "n_train": summary["n_train"],
-    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=tuple(ACCELERATOR), default="auto", help="training device (auto: a GPU when one is visible)")
+    add_run_options(parser, REPO, default_device="auto")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of every run and of the ceiling")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of each CLI run (steady state starts after 10 batches)")
     parser.add_argument("--planets", type=int, default=40, help="synthetic training planets (5 folds: 24 train, 8 validation, 8 held out)")
     parser.add_argument("--batches", type=int, default=8, help="at least this many training batches per epoch (sets the noise instances per planet)")
-    parser.add_argument("--workers", type=int, default=2, help="loader workers of the placement=stream runs")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true", help="Lightning precision; the ceiling uses the same autocast")
-    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml", help="workflow config the CLI runs read (seed, folds, learning rates, W&B)")
     args = parser.parse_args()
     args.config = args.config.resolve()
     device = training_device(args.device)
@@ -220,7 +181,7 @@ def main() -> None:
         for model in NEURAL_MODELS:
             summaries = {p: cli_run(model, p, paths, root / "runs" / f"{model}-{p}", args) for p in PLACEMENTS}
             rate = ceiling(model, paths, config, device, args.batch_size, args.precision)
-            result["models"][model] = {p: figures(s, rate) for p, s in summaries.items()}
+            result["models"][model] = {p: figures(s, rate, "samples") for p, s in summaries.items()}
     if device.type == "cpu":
         result["worker_start_s"] = {
             "import hpcml.core.batches (a worker from the preloaded forkserver skips this)": round(import_seconds("hpcml.core.batches"), 2),
