@@ -33,10 +33,10 @@ def ariel_folder_with_a_bad_file(root: Path) -> Path:
 
 
 def ariel_only(work: Path, **ariel) -> Path:
-    """The smallest Ariel-only config: no lensing, the tiny synthetic set unless ``input_dir`` is given."""
+    """The smallest Ariel-only config: no lensing, no SAGE, the tiny synthetic set unless ``input_dir`` is given."""
     tiny = {"synthetic": {"n_train_planets": 9, "n_test_planets": 2, "n_spot": 1, "n_photon": 2}, "ingest": {"shard_size": 8}}
     config = work / "ariel_only.yaml"
-    config.write_text(yaml.safe_dump({"lensing": {"enabled": False}, "ariel": {**tiny, **ariel}}))
+    config.write_text(yaml.safe_dump({"lensing": {"enabled": False}, "sage": {"enabled": False}, "ariel": {**tiny, **ariel}}))
     return config
 
 
