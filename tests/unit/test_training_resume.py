@@ -73,3 +73,21 @@ def test_a_resumed_training_keeps_every_epoch_once_and_a_rerun_keeps_the_log(tmp
 
     _train(tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(metrics), log)
+
+
+def test_a_rerun_on_changed_data_starts_afresh_instead_of_resuming(tmp_path):
+    """A checkpoint made on other data (more planets, a rebuilt data set) must not be resumed: its
+    score would be the old model's, with no epoch trained on the new data."""
+    data = tmp_path / "X.npy"
+    data.write_bytes(b"first version")
+    run = tmp_path / "run"
+
+    def resume_point():
+        return build_trainer(run, TRAINING, {"mode": "disabled"}, EPOCHS, 1, "test", data_files=[data])[1]
+
+    assert resume_point() is None
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint")
+    assert resume_point() is not None, "same settings and data: resumed"
+    data.write_bytes(b"second version, more planets")
+    assert resume_point() is None
+    assert any(p.name.startswith("stale-") for p in run.iterdir()), "the old checkpoints are moved aside, not deleted"
