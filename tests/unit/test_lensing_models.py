@@ -136,6 +136,8 @@ def test_population_h0_is_unbiased_and_its_intervals_cover(h0_true):
     assert result["n_lenses"] == 2000 and result["h0_error"] < 0.01 * h0_true
     assert abs(result["bias_in_sigma"]) < 3, result
     assert 0.63 <= result["coverage_68"] <= 0.73, result
+    pulls = [p["bias_in_sigma"] for p in result["populations_of_200"]]
+    assert len(pulls) == 10 and np.sqrt(np.mean(np.square(pulls))) < 2, pulls
     assert lenses.h0.between(20, 200).all()
     assert calibrate(val.assign(mu=-val.mu), probabilistic=True) is None
     assert "lensing.n_lenses" in infer(test, None, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance, (20, 200))[1]["reason"]
