@@ -296,13 +296,14 @@ def monitor(controller: Controller, sweep_dir: Path, kill_after: int, timeout: f
             if victim:
                 task = task_name(victim["job"])
                 epochs = victim["epochs"]
+                at = datetime.datetime.now()
                 subprocess.run(["scancel", task], check=True)
                 killed = {
                     "task": task, "job_id": victim["job"]["JobId"], "worker": victim["worker"], "worker_process": victim["identity"],
                     "trial": victim["trial"].number, "trial_folder": str(victim["folder"].relative_to(sweep_dir)),
                     "epochs_done_when_killed": epochs, "trial_max_epochs": victim["max_epochs"],
                     "trials_completed_before": sum(t.state == TrialState.COMPLETE for t in trials),
-                    "seconds_into_run": round(now - start, 1), "at": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "seconds_into_run": round(now - start, 1), "at": at.isoformat(timespec="milliseconds"),
                 }
                 say(f"cancelled SLURM task {task} (worker {victim['worker']}) in trial {victim['trial'].number} after {epochs} epochs")
         if run_id and now - last_tasks > 5:
