@@ -197,3 +197,29 @@ def test_a_diverging_trial_is_pruned_not_retried(tmp_path):
     trials = open_study(sweep, folder).get_trials()
     assert [t.state for t in trials] == [TrialState.PRUNED] * 4 + [TrialState.COMPLETE] * 2
     assert "diverged" in (folder / trials[0].user_attrs["folder"] / "pruned.json").read_text()
+
+
+KILLED_ONCE_TRAIN = FAKE_TRAIN.replace('x = float(params["ariel.gbt.max_iter"])', '''x = float(params["ariel.gbt.max_iter"])
+import os, signal
+from pathlib import Path
+mark = Path(out) / "killed_once"
+if x == 5 and not mark.exists():
+    mark.write_text("")
+    os.kill(os.getpid(), signal.SIGTERM)''')
+
+
+def test_a_trial_killed_while_its_worker_lives_is_retried_not_lost(tmp_path):
+    """scancel or a wall-time limit can end the training before its worker: the trial is failed and
+    its parameters queued again at once, so the study still finishes every trial it asked for."""
+    script = tmp_path / "killed_train.py"
+    script.write_text(KILLED_ONCE_TRAIN)
+    sweep = load(_definition(tmp_path, method="bayes", run_cap=3, parameters={"ariel.gbt.max_iter": {"min": 1, "max": 12}}), configuration.validate({}))
+    folder = tmp_path / "sweep"
+    for x in (5, 6, 7):
+        open_study(sweep, folder).enqueue_trial({"ariel.gbt.max_iter": x})
+    run_worker(sweep, f"{sys.executable} {script}", folder, worker=0)
+    trials = open_study(sweep, folder).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["ariel.gbt.max_iter"] for t in complete) == [5, 6, 7]
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [0]
+    assert [t.user_attrs.get("retry_of") for t in complete if t.params["ariel.gbt.max_iter"] == 5] == [0]

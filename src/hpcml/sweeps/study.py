@@ -7,7 +7,8 @@ subprocess with ``--set`` overrides into the trial's own folder, and reports the
 objective from its summary.json. A worker writes a heartbeat file; a trial left
 RUNNING by a worker whose heartbeat stopped (killed at the wall-time limit, node lost)
 is marked failed and its parameters are queued again, so it is retried (resuming from
-its checkpoints: the retry works in the abandoned trial's folder). A trial whose
+its checkpoints: the retry works in the abandoned trial's folder); so is a trial whose
+training was killed by a signal while its worker lives on. A trial whose
 training diverged counts as pruned: its parameters are an answer, not a fault to retry.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 10.0
 STALE_S = 6 * HEARTBEAT_S
 MAX_FAILURES_IN_A_ROW = 3
+KILLED_EXIT_CODES = (128 + 9, 128 + 15)  # SIGKILL, SIGTERM
 
 
 def distributions(sweep: Sweep) -> dict[str, BaseDistribution]:
@@ -71,7 +73,8 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
     folder = Path(folder)
     study = open_study(sweep, folder, sampler_seed=sweep.seed + 1000 * worker)
     me = f"{socket.gethostname()}:{os.getpid()}:{worker}"
-    beat = folder / "workers" / f"worker_{worker}.alive"
+    # One heartbeat file per process: a worker restarted under the same number must not keep a dead one's trial alive.
+    beat = folder / "workers" / f"worker_{worker}_{socket.gethostname()}_{os.getpid()}.alive"
     ran, failures = 0, 0
     with _heartbeat(beat):
         while True:
@@ -89,11 +92,18 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
             out = trial_folder(folder, trial)
             trial.set_user_attr("folder", str(out.relative_to(folder)))
             env = trial_environment(folder / "study.journal", sweep.name, trial._trial_id, sweep.goal, sweep.pruner, out)
-            value = run_trial(sweep, command, params, out, env)
+            value, killed = run_trial(sweep, command, params, out, env)
             if (out / PRUNED_FILE).exists():
                 study.tell(trial, state=TrialState.PRUNED)
                 ran, failures = ran + 1, 0
                 log.info("sweep %s: trial %d %s pruned: %s", sweep.name, trial.number, params, (out / PRUNED_FILE).read_text())
+                continue
+            if value is None and killed:
+                # Killed by a signal (scancel, a wall-time limit) while its worker lives on: retried, as an abandoned trial is.
+                with _lock(folder / "ask.lock"):
+                    study.tell(trial, state=TrialState.FAIL)
+                    study.enqueue_trial(params, user_attrs={"retry_of": trial.user_attrs.get("retry_of", trial.number)})
+                log.warning("sweep %s: trial %d %s was killed; its parameters are queued again", sweep.name, trial.number, params)
                 continue
             if value is None:
                 study.tell(trial, state=TrialState.FAIL)
@@ -107,8 +117,9 @@ def run_worker(sweep: Sweep, command: str, folder: str | Path, worker: int) -> d
     return {"ran": ran}
 
 
-def run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path, env: dict[str, str] | None = None) -> float | None:
-    """Run the training step with the trial's ``--set`` overrides into ``out``; its metric, or None if it failed."""
+def run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path, env: dict[str, str] | None = None) -> tuple[float | None, bool]:
+    """Run the training step with the trial's ``--set`` overrides into ``out``: its metric (None if it
+    failed), and whether a signal ended it (a kill, not a fault of its parameters)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / PRUNED_FILE).unlink(missing_ok=True)
     sets = " ".join(shlex.quote(f"--set={k}={json.dumps(v)}") for k, v in params.items())
@@ -120,12 +131,13 @@ def run_trial(sweep: Sweep, command: str, params: dict[str, Any], out: Path, env
     if code != 0 and DIVERGED in (out / "trial.log").read_text(errors="replace")[-20000:]:
         # A diverging configuration is an answer, not a fault: recorded as pruned, never retried.
         (out / PRUNED_FILE).write_text(json.dumps({"reason": DIVERGED}))
-        return None
+        return None, False
     if code != 0 or not summary.exists():
         log.warning("sweep %s: trial %s failed (exit %d); log: %s", sweep.name, params, code, out / "trial.log")
-        return None
+        # A shell reports a child killed by signal N as 128 + N.
+        return None, code < 0 or code in KILLED_EXIT_CODES
     value = json.loads(summary.read_text()).get(sweep.summary_field)
-    return float(value) if value is not None else None
+    return (float(value) if value is not None else None), False
 
 
 def _recover_abandoned(study: optuna.Study, folder: Path) -> None:

@@ -90,7 +90,7 @@ def run_agent_trial(sweep: Sweep, command: str, folder: str | Path, params_file:
     agent = {k: os.environ.pop(k) for k in AGENT_VARIABLES if k in os.environ}
     run_id = agent.get("WANDB_RUN_ID") or "manual"
     # The training logs its own W&B run; left in its environment, the agent's ids would claim it.
-    value = run_trial(sweep, command, params, Path(folder) / "wandb_runs" / run_id)
+    value, _ = run_trial(sweep, command, params, Path(folder) / "wandb_runs" / run_id)
     os.environ.update(agent)
     if value is None:
         raise RuntimeError(f"sweep {sweep.name}: trial {run_id} failed; see {Path(folder) / 'wandb_runs' / run_id / 'trial.log'}")
