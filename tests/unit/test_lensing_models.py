@@ -145,6 +145,26 @@ def test_population_h0_is_unbiased_and_its_intervals_cover(h0_true):
         infer(test, calibration, 0.03, h0_true, hubble_days_per_mpc_arcsec2(), distance, (80, 200))
 
 
+def test_paired_comparison_names_a_winner_only_beyond_the_test_noise():
+    from hpcml.lensing.compare import tally, versus
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    truth = rng.normal(size=(n, 2))
+    n_images = np.where(np.arange(n) < 2000, 2, 1)
+    shared = rng.normal(size=(n, 2))
+    better = truth + 0.5 * shared  # 1.0 * shared below: a clearly larger error on target 0 ...
+    worse = truth + np.column_stack([1.0 * shared[:, 0], 0.5 * shared[:, 1] + 1e-3 * rng.normal(size=n)])  # ... a hair's on 1
+    rows = np.arange(n)
+    order = rng.permutation(n)  # the reference predicts the same lenses in another order, and one lens fewer
+    stack = lambda mean: np.stack([mean, np.full_like(mean, np.nan)], axis=-1)  # noqa: E731
+    result = versus(stack(better), rows, stack(worse)[order[1:]], rows[order[1:]], truth, n_images, ["a", "b"])
+    assert tally(result) == {"1": {"lower": 1, "tie": 1, "higher": 0}, "2": {"lower": 1, "tie": 1, "higher": 0}}
+    assert result["2"]["a"]["rmse"] == pytest.approx(0.5, rel=0.05) and result["2"]["a"]["rmse_reference"] == pytest.approx(1.0, rel=0.05)
+    swapped = versus(stack(worse), rows, stack(better), rows, truth, n_images, ["a", "b"])
+    assert swapped["2"]["a"]["verdict"] == "higher"
+
+
 @pytest.mark.parametrize("model", [SetModel(SCALING, TARGETS, 4, 1e-3), DenseBaseline(SCALING, TARGETS, 4, 1e-3, n_images=2)])
 def test_every_trainable_parameter_gets_a_gradient(model):
     optimiser = model.configure_optimizers()

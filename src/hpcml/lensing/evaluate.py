@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from hpcml.core import headline  # noqa: E402
 from hpcml.core.atomic import write_json  # noqa: E402
 from hpcml.core.figures import save_figure  # noqa: E402
-from hpcml.lensing import hubble  # noqa: E402
+from hpcml.lensing import compare, hubble  # noqa: E402
 from hpcml.lensing.naming import section  # noqa: E402
 from hpcml.lensing.observables import IMAGE_TARGETS  # noqa: E402
 
@@ -36,6 +36,7 @@ FIGURES = ("predicted_vs_true", "errors_by_image_count", "calibration", "h0")
 # (joined as "baseline") are the reference.
 RELATIVE_RMSE, THETA_E_RMSE = "RMSE / scatter (mean over lens parameters)", "theta_E RMSE [arcsec]"
 H0_BIAS, H0_PULL = "H0 |bias| [%]", "H0 |bias| / its error"
+REFERENCE = "baseline"
 HEADLINE = dict.fromkeys((RELATIVE_RMSE, THETA_E_RMSE, H0_BIAS, H0_PULL), "lower")
 
 
@@ -101,11 +102,17 @@ def evaluate(data_dir: Path, model_dirs: dict[str, Path], settings: dict[str, An
         h0_tables[family], entry["h0"] = hubble.infer(
             hubble.fermat_difference(pred, rows, data, t), calibration, settings["noise"]["delay_fraction"], h0_sim,
             days_per_mpc_arcsec2, data["time_delay_distance"], tuple(settings["h0"]["range"]))
+    if REFERENCE in families:
+        reference = families[REFERENCE]
+        for family in [f for f in results if f != REFERENCE]:
+            results[family][f"versus_{REFERENCE}"] = compare.versus(
+                families[family]["pred"], families[family]["rows"], reference["pred"], reference["rows"], data["targets"], data["n_images"], targets)
+            log.info("%s versus %s, targets lower/tie/higher by image count: %s", family, REFERENCE, compare.tally(results[family][f"versus_{REFERENCE}"]))
     scatter = dict(zip(targets, np.maximum(np.asarray(data["targets"]).std(0), 1e-12)))
     write_json(out_dir / "metrics.json", {"models": results, "test_lenses": int(len(next(iter(families.values()))["rows"])),
                                           "units": "arcsec for positions and deflections, arcsec^2 for potentials, km/s/Mpc for H0",
                                           "null": "image_targets and h0 of a model that predicts no per-image quantities",
-                                          headline.KEY: headline.rows("lensing models", headline_scores(results, scatter), HEADLINE, baselines=("baseline",))})
+                                          headline.KEY: headline.rows("lensing models", headline_scores(results, scatter), HEADLINE, baselines=(REFERENCE,))})
     _plots(families, data, targets, results, h0_tables, h0_sim, scatter, out_dir)
     for family, entry in results.items():
         log.info("%s: theta_e RMSE %s, H0 %s", family, entry["targets"].get("theta_e", {}).get("rmse"), (entry["h0"] or {}).get("h0"))
@@ -149,9 +156,15 @@ def _plots(families: dict[str, dict[str, np.ndarray]], data: dict[str, np.ndarra
     width = 0.8 / max(1, len(results))
     for j, (family, entry) in enumerate(results.items()):
         values = [np.mean([entry["by_image_count"][c][n] / scatter[n] for n in targets]) if c in entry["by_image_count"] else np.nan for c in counts]
-        ax.bar(np.arange(len(counts)) + j * width, values, width, label=family)
-    ax.set_xticks(np.arange(len(counts)) + width * (len(results) - 1) / 2, [f"{c} images" for c in counts])
+        bars = ax.bar(np.arange(len(counts)) + j * width, values, width, label=family)
+        tallies = compare.tally(entry.get(f"versus_{REFERENCE}", {}))
+        for bar, c in zip(bars, counts):
+            if c in tallies:
+                text = "\n".join(f"{n} {verdict}" for verdict, n in tallies[c].items() if n)
+                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(np.arange(len(counts)) + width * (len(results) - 1) / 2, [f"{c} image{'s' if c != '1' else ''}" for c in counts])
     ax.set_ylabel("mean RMSE / scatter of the targets")
+    ax.margins(y=0.25)
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out_dir / "errors_by_image_count.png")
