@@ -72,7 +72,7 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 
 
 def site_profile(directory: Path) -> Path:
-    """profiles/slurm as a site would adapt it: this node has 2 cores and no accounting."""
+    """profiles/slurm as a site would adapt it: this node has 2 cores (one per job, one per GPU) and no accounting."""
     profile = yaml.safe_load(PROFILE.read_text())
     profile["slurm-no-account"] = True
     profile["slurm-init-seconds-before-status-checks"] = 2
@@ -81,6 +81,8 @@ def site_profile(directory: Path) -> Path:
     for rule in profile["set-resources"].values():
         if "cpus_per_task" in rule:
             rule["cpus_per_task"] = 1
+        if "gpu" in rule:
+            rule["cpus_per_gpu"] = 1
         if "mem_mb" in rule:
             rule["mem_mb"] = 1500
     profile["default-resources"]["mem_mb"] = 1500

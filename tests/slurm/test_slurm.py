@@ -49,6 +49,7 @@ def test_tiny_workflow_on_slurm(slurm, tmp_path):
     for job in training:
         assert job["Partition"] == "gpu"
         assert "gpu:1" in (job.get("TresPerJob") or "") + (job.get("TresPerNode") or ""), job
+        assert "gpu" in (job.get("CpusPerTres") or ""), f"CPUs were not asked per GPU (cpus_per_gpu): {job}"
     trials = by_rule["sweep_trial"]
     assert len(trials) == 4 and len({j["ArrayJobId"] for j in trials}) == 1, "grid trials were not one array job"
     assert len(by_rule["sweep_worker"]) == 2
