@@ -3,6 +3,11 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+from hpcml.core.array_task import run_own_command
+
+# In a SLURM array task, run that task's own job (plugin issue #447; src/hpcml/core/array_task.py).
+run_own_command()
+
 
 configfile: "config/config.yaml"
 

@@ -57,3 +57,25 @@ def test_gpu_rules_ask_cpus_per_gpu_from_the_rule(rule):
 def test_cpu_rules_get_one_cpu_per_thread_or_their_set_value():
     assert "--cpus-per-task=1" in sbatch_line("lensing_combine", {})
     assert "--cpus-per-task=4" in sbatch_line("ariel_train_gbt", {})
+
+
+def array_payload(commands: dict[int, str]) -> str:
+    """--slurm-jobstep-array-execs as the plugin writes it: base64 JSON of zlib-compressed hex."""
+    import base64
+    import json
+    import zlib
+
+    table = {str(task): zlib.compress(command.encode()).hex() for task, command in commands.items()}
+    return base64.b64encode(json.dumps(table).encode()).decode()
+
+
+def test_a_non_first_array_task_runs_its_own_command():
+    from hpcml.core.array_task import own_command
+
+    payload = array_payload({2: "snakemake --target-jobs work:i=2", 3: "snakemake --target-jobs work:i=3"})
+    argv = ["snakemake", "--target-jobs", "work:i=1", f"--slurm-jobstep-array-execs={payload}"]
+    assert own_command(argv, {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1"}) == "snakemake --target-jobs work:i=3"
+    assert own_command(argv[:-1] + ["--slurm-jobstep-array-execs", payload], {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1"}).endswith("i=2")
+    assert own_command(argv, {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1"}) is None, "the first task is the plugin's own"
+    assert own_command(argv, {}) is None
+    assert own_command(argv[:-1], {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1"}) is None, "a plain job in an array task"
