@@ -10,13 +10,13 @@ every task of the array does. Replacing the outer process, before it parses the 
 by the task's own command (the one the plugin would run nested) makes each task check its
 own outputs and nothing else. The first task of an array is left as the plugin runs it.
 
-Standard library only until a task is recognised: every job re-parses the Snakefile.
+Standard library only until a task is recognised: every job re-parses the Snakefile. The
+task's command is decoded by the plugin's own function (pinned versions: a private name).
 """
 from __future__ import annotations
 
 import os
 import sys
-import zlib
 from collections.abc import Mapping, Sequence
 
 OPTION = "--slurm-jobstep-array-execs"
@@ -39,12 +39,9 @@ def own_command(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     payload = _payload(argv)
     if not payload:
         return None
-    from snakemake_executor_plugin_slurm_jobstep import parse_array_execs
+    from snakemake_executor_plugin_slurm_jobstep import _decompress_array_task_call
 
-    compressed = parse_array_execs(payload).get(task)
-    if compressed is None:
-        return None
-    return zlib.decompress(bytes.fromhex(compressed)).decode("utf-8")
+    return _decompress_array_task_call(payload, int(task))
 
 
 def run_own_command() -> None:
